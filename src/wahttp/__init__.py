@@ -1,0 +1,3 @@
+"""wahttp: a self-hosted WhatsApp HTTP API in pure Python."""
+
+__version__ = "0.1.0"

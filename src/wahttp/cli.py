@@ -1,0 +1,64 @@
+"""The `wahttp` command line: `wahttp sim` runs the sandbox (later: serve, auth import/export)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wahttp", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("sim", help="run the simulated WhatsApp network (sandbox)")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    sim.add_argument("--port", type=int, default=0, help="WebSocket port (0: any free port)")
+    sim.add_argument("--admin-port", type=int, default=0, help="admin API port (0: any free)")
+    sim.add_argument(
+        "--keys-file", type=Path, help="keep the simulator's root key here across restarts"
+    )
+    sim.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
+    return parser
+
+
+async def _run_sim(args: argparse.Namespace) -> None:
+    from wahttp.sim.runner import load_keys, start_sim
+
+    handle = await start_sim(args.host, args.port, args.admin_port, load_keys(args.keys_file))
+    info = {"ws_url": handle.ws_url, "root_key": handle.root_key_b64, "admin_url": handle.admin_url}
+    if args.json:
+        print(json.dumps(info), flush=True)
+    else:
+        print(f"WhatsApp URL : {handle.ws_url}")
+        print(f"root key     : {handle.root_key_b64}")
+        print(f"admin API    : {handle.admin_url}  (docs: {handle.admin_url}/docs)")
+        print(f"export WAHTTP_WA_URL={handle.ws_url} WAHTTP_WA_ROOT_KEY={handle.root_key_b64}")
+        sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await handle.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "sim":
+        asyncio.run(_run_sim(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The simulated WhatsApp network: server, simulated phones and admin API."""

@@ -1,0 +1,131 @@
+"""The iqs a client sends after login: pre-keys, passive/active, digest, ping, props, logout."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from wahttp.wa.binary import Node
+from wahttp.wa.jid import S_WHATSAPP_NET
+
+if TYPE_CHECKING:
+    from wahttp.sim.connection import ServerConnection
+    from wahttp.sim.server import SimServer
+
+log = logging.getLogger(__name__)
+Handler = Callable[["SimServer", "ServerConnection", Node], Awaitable[Node | None]]
+
+
+def result(node: Node, children: list[Node] | None = None) -> Node:
+    return Node(
+        "iq", {"from": S_WHATSAPP_NET, "type": "result", "id": node.attr("id") or ""}, children
+    )
+
+
+def error(node: Node, code: int, text: str) -> Node:
+    attrs = {"from": S_WHATSAPP_NET, "type": "error", "id": node.attr("id") or ""}
+    return Node("iq", attrs, [Node("error", {"code": str(code), "text": text})])
+
+
+async def handle(server: SimServer, conn: ServerConnection, node: Node) -> None:
+    children = node.children()
+    key = (node.attr("xmlns") or "", children[0].tag if children else "")
+    handler = HANDLERS.get(key)
+    if conn.device is None and key[0] not in ("w:p", "md"):
+        reply: Node | None = error(node, 401, "not-authorized")
+    elif handler is None:
+        log.debug("unimplemented iq %s", key)
+        reply = error(node, 501, "feature-not-implemented")
+    else:
+        reply = await handler(server, conn, node)
+    if reply is not None:
+        await conn.send_node(reply)
+
+
+async def _ping(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    return result(node)
+
+
+async def _count(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    assert conn.device is not None
+    return result(node, [Node("count", {"value": str(len(conn.device.pre_keys))})])
+
+
+async def _upload(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    device = conn.device
+    assert device is not None
+    key_list = node.child("list")
+    for key in key_list.children("key") if key_list is not None else []:
+        key_id, value = key.child("id"), key.child("value")
+        kid = key_id.content_bytes() if key_id is not None else None
+        pub = value.content_bytes() if value is not None else None
+        if kid is None or pub is None or len(pub) != 32:
+            return error(node, 400, "bad-request")
+        device.pre_keys[int.from_bytes(kid, "big")] = pub
+    return result(node)
+
+
+async def _digest(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    device = conn.device
+    assert device is not None
+    spk = device.signed_pre_key
+    digest = Node(
+        "digest",
+        {},
+        [
+            Node("type", {}, b"\x05"),
+            Node("identity", {}, device.identity_public),
+            Node("skey", {}, [Node("id", {}, spk.key_id.to_bytes(3, "big"))]),
+            Node("list", {}, [Node("id", {}, k.to_bytes(3, "big")) for k in device.pre_keys]),
+        ],
+    )
+    return result(node, [digest])
+
+
+async def _passive(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    conn.active = node.children()[0].tag == "active"
+    return result(node)
+
+
+async def _props(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    return result(node, [Node("props", {"protocol": "1", "hash": "sim"})])
+
+
+async def _blocklist(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    return result(node, [Node("list", {})])
+
+
+async def _privacy(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    names = ("last", "online", "profile", "status", "groupadd", "readreceipts")
+    cats = [Node("category", {"name": n, "value": "all"}) for n in names]
+    return result(node, [Node("privacy", {}, cats)])
+
+
+async def _remove_companion(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    device = conn.device
+    if device is not None:
+        server.network.remove_device(device.number, device.device_id)
+        log.info("device %s logged out", device.jid)
+    return result(node)
+
+
+async def _clean(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    return result(node)
+
+
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("w:p", "ping"): _ping,
+    ("urn:xmpp:ping", ""): _ping,
+    ("encrypt", "count"): _count,
+    ("encrypt", "registration"): _upload,
+    ("encrypt", "digest"): _digest,
+    ("passive", "active"): _passive,
+    ("passive", "passive"): _passive,
+    ("abt", "props"): _props,
+    ("w", "props"): _props,
+    ("blocklist", ""): _blocklist,
+    ("privacy", "privacy"): _privacy,
+    ("md", "remove-companion-device"): _remove_companion,
+    ("urn:xmpp:whatsapp:dirty", "clean"): _clean,
+}

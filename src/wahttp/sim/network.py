@@ -1,0 +1,90 @@
+"""The simulated network's state: accounts (a phone each), their linked devices, live connections."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from wahttp.sim.phone import Phone
+from wahttp.wa.jid import Jid
+
+if TYPE_CHECKING:
+    from wahttp.sim.connection import ServerConnection
+
+
+@dataclass
+class SignedPreKeyRecord:
+    key_id: int
+    public: bytes
+    signature: bytes
+
+
+@dataclass
+class Device:
+    """A companion device linked to an account, as the server knows it."""
+
+    number: str
+    device_id: int
+    lid_user: str
+    noise_public: bytes
+    identity_public: bytes
+    registration_id: int
+    signed_pre_key: SignedPreKeyRecord
+    key_index: int
+    pre_keys: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def jid(self) -> Jid:
+        return Jid(self.number, "s.whatsapp.net", self.device_id)
+
+    @property
+    def lid(self) -> Jid:
+        return Jid(self.lid_user, "lid", self.device_id)
+
+
+@dataclass
+class Account:
+    phone: Phone
+    devices: dict[int, Device] = field(default_factory=dict)
+    next_device_id: int = 1
+
+    @property
+    def number(self) -> str:
+        return self.phone.number
+
+
+class Network:
+    """Everything the simulated server knows. Single event loop: no locks needed."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.connections: dict[str, ServerConnection] = {}  # device JID string -> connection
+        self.registrations: dict[str, ServerConnection] = {}  # QR ref -> unlinked connection
+
+    def create_account(self, number: str | None = None, push_name: str | None = None) -> Account:
+        number = number or self._free_number()
+        if number in self.accounts:
+            raise ValueError(f"account {number} exists already")
+        lid_user = str(10**14 + secrets.randbelow(9 * 10**14))
+        phone = Phone(number=number, lid_user=lid_user, push_name=push_name or f"Phone {number}")
+        account = Account(phone)
+        self.accounts[number] = account
+        return account
+
+    def _free_number(self) -> str:
+        while True:
+            number = "1555" + str(secrets.randbelow(10**7)).zfill(7)
+            if number not in self.accounts:
+                return number
+
+    def device(self, number: str, device_id: int) -> Device | None:
+        account = self.accounts.get(number)
+        return account.devices.get(device_id) if account else None
+
+    def add_device(self, account: Account, device: Device) -> None:
+        account.devices[device.device_id] = device
+
+    def remove_device(self, number: str, device_id: int) -> Device | None:
+        account = self.accounts.get(number)
+        return account.devices.pop(device_id, None) if account else None

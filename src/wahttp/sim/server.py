@@ -1,0 +1,162 @@
+"""The simulated WhatsApp server: WebSocket endpoint, registration and login, stanza routing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from websockets.asyncio.server import Server, serve
+from websockets.asyncio.server import ServerConnection as WSConnection
+from websockets.http11 import Request, Response
+
+from wahttp.sim import iq as iq_handlers
+from wahttp.sim import linking
+from wahttp.sim.connection import ServerConnection
+from wahttp.sim.network import Network
+from wahttp.wa.binary import Node
+from wahttp.wa.certs import issue_cert_chain
+from wahttp.wa.crypto import KeyPair
+from wahttp.wa.jid import S_WHATSAPP_NET
+
+log = logging.getLogger(__name__)
+WS_PATH = "/ws/chat"
+
+
+@dataclass(frozen=True, slots=True)
+class SimKeys:
+    """The simulator's trust anchor and its server key; the root key is what clients pin."""
+
+    root: KeyPair
+    static: KeyPair
+
+    @classmethod
+    def generate(cls) -> SimKeys:
+        return cls(KeyPair.generate(), KeyPair.generate())
+
+
+class SimServer:
+    """Listens on loopback; everything it knows lives in `network`."""
+
+    def __init__(self, keys: SimKeys | None = None, network: Network | None = None) -> None:
+        self.keys = keys or SimKeys.generate()
+        self.static_key = self.keys.static
+        self.cert_chain = issue_cert_chain(self.keys.root, self.keys.static.public)
+        self.network = network or Network()
+        self._server: Server | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def root_public(self) -> bytes:
+        return self.keys.root.public
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=_only_chat_path,
+            max_size=16 * 1024 * 1024,
+            ping_interval=None,
+            compression=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.host, self.port = sock.getsockname()[:2]
+        log.info("simulator listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _handle(self, ws: WSConnection) -> None:
+        await ServerConnection(self, ws).serve()
+
+    # -- stream life cycle -------------------------------------------------------------------
+    async def on_login(self, conn: ServerConnection) -> None:
+        payload = conn.payload
+        if payload.HasField("devicePairingData"):
+            await linking.start_registration(self, conn)
+        elif payload.HasField("username"):
+            await self._login(conn)
+        else:
+            await conn.send_node(Node("failure", {"reason": "400"}))
+            await conn.close()
+
+    async def _login(self, conn: ServerConnection) -> None:
+        number = str(conn.payload.username)
+        device = self.network.device(number, conn.payload.device)
+        if device is None or device.noise_public != conn.client_static:
+            await conn.send_node(Node("failure", {"reason": "401", "location": "sim"}))
+            await conn.close()
+            return
+        key = str(device.jid)
+        previous = self.network.connections.get(key)
+        if previous is not None:
+            # Only one stream per device: the older one is told it was replaced (440).
+            replaced = Node("conflict", {"type": "replaced"})
+            asyncio.create_task(previous.stream_error(None, replaced))  # noqa: RUF006
+        conn.device = device
+        self.network.connections[key] = conn
+        now = str(int(time.time()))
+        success = Node(
+            "success",
+            {
+                "t": now,
+                "props": "1",
+                "abprops": "1",
+                "location": "sim",
+                "creation": now,
+                "lid": str(device.lid),
+            },
+        )
+        await conn.send_node(success)
+        await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [Node("offline", {"count": "0"})]))
+
+    def on_closed(self, conn: ServerConnection) -> None:
+        if conn.device is not None:
+            key = str(conn.device.jid)
+            if self.network.connections.get(key) is conn:
+                del self.network.connections[key]
+        for ref in conn.refs:
+            if self.network.registrations.get(ref) is conn:
+                del self.network.registrations[ref]
+
+    # -- stanzas -----------------------------------------------------------------------------
+    async def dispatch(self, conn: ServerConnection, node: Node) -> None:
+        if node.tag == "iq" and node.attr("type") in ("result", "error"):
+            fut = conn.pending.pop(node.attr("id") or "", None)
+            if fut is not None and not fut.done():
+                fut.set_result(node)
+            return
+        if node.tag == "iq":
+            await iq_handlers.handle(self, conn, node)
+        # presence, ib, ack, receipt: accepted silently until messaging routes them.
+
+    # -- admin actions -----------------------------------------------------------------------
+    async def unlink(self, number: str, device_id: int) -> bool:
+        """The phone removes a linked device: its stream gets a device_removed conflict (401)."""
+        device = self.network.remove_device(number, device_id)
+        if device is None:
+            return False
+        conn = self.network.connections.get(str(device.jid))
+        if conn is not None:
+            await conn.stream_error(401, Node("conflict", {"type": "device_removed"}))
+        return True
+
+    def connection(self, jid: str) -> ServerConnection | None:
+        return self.network.connections.get(jid)
+
+
+def _only_chat_path(conn: WSConnection, request: Request) -> Response | None:
+    if request.path.split("?")[0] == WS_PATH:
+        return None
+    return conn.respond(404, "Not Found\n")

@@ -1,0 +1,1 @@
+"""The WhatsApp Web multi-device protocol: codec, Noise, Signal and the client."""

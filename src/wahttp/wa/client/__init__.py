@@ -1,0 +1,23 @@
+"""The WhatsApp Web multi-device client: one file per feature behind the Client facade."""
+
+from wahttp.wa.client.client import Client
+from wahttp.wa.client.config import ClientConfig
+from wahttp.wa.client.events import (
+    Connected,
+    Disconnected,
+    Event,
+    LoggedOut,
+    PairSuccess,
+    QRCode,
+)
+
+__all__ = [
+    "Client",
+    "ClientConfig",
+    "Connected",
+    "Disconnected",
+    "Event",
+    "LoggedOut",
+    "PairSuccess",
+    "QRCode",
+]

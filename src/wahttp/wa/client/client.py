@@ -1,0 +1,262 @@
+"""The Client facade: one linked device's connection, a tag -> handler table, iq queries, events.
+
+Features live in their own modules (pair, login, prekeys, keepalive, stream, ib) and register
+their handlers in `handlers.TABLE`; this module only owns the connection's life cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from wahttp.wa.auth.creds import Creds, new_creds
+from wahttp.wa.auth.store import AuthStore
+from wahttp.wa.binary import Node
+from wahttp.wa.client import handlers
+from wahttp.wa.client.config import ClientConfig
+from wahttp.wa.client.connection import NodeConnection, open_connection
+from wahttp.wa.client.events import Disconnected, Event, LoggedOut
+from wahttp.wa.errors import ConnectionClosed, IQError, WAError
+from wahttp.wa.jid import S_WHATSAPP_NET
+from wahttp.wa.transport import CLOSED_BY_TRANSPORT, Transport
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], Awaitable[None] | None]
+TransportFactory = Callable[[], Awaitable[Transport]]
+# Codes after which the stored auth is void and the device must be linked again.
+LOGGED_OUT_CODES = frozenset({401, 403, 406})
+RESTART_REQUIRED = 515
+
+
+class Client:
+    """A WhatsApp Web companion device. `run()` keeps it connected across 515 restarts."""
+
+    def __init__(
+        self,
+        store: AuthStore,
+        config: ClientConfig | None = None,
+        *,
+        session_id: str = "",
+        transport_factory: TransportFactory | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or ClientConfig()
+        self.session_id = session_id
+        self.log = logging.LoggerAdapter(log, {"session": session_id})
+        self._creds: Creds | None = None
+        self._transport_factory = transport_factory
+        self._conn: NodeConnection | None = None
+        self._event_handlers: list[EventHandler] = []
+        self._pending: dict[str, asyncio.Future[Node]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[tuple[int, str]] | None = None
+        self._close_reason: tuple[int, str] | None = None
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{secrets.randbelow(100000)}.{secrets.randbelow(100000)}-"
+        self.is_open = False  # true between <success> handling and the close
+        self.last_received = 0.0
+
+    # -- credentials -------------------------------------------------------------------------
+    @property
+    def creds(self) -> Creds:
+        if self._creds is None:
+            raise WAError("credentials not loaded: call connect() first")
+        return self._creds
+
+    async def load_creds(self) -> Creds:
+        if self._creds is None:
+            self._creds = await self.store.load_creds()
+            if self._creds is None:
+                self._creds = new_creds()
+                await self.store.save_creds(self._creds)
+        return self._creds
+
+    async def save_creds(self) -> None:
+        await self.store.save_creds(self.creds)
+
+    # -- events ------------------------------------------------------------------------------
+    def add_event_handler(self, handler: EventHandler) -> None:
+        self._event_handlers.append(handler)
+
+    async def emit(self, event: Event) -> None:
+        for handler in list(self._event_handlers):
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.log.exception("event handler failed on %s", type(event).__name__)
+
+    # -- connection life cycle ---------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._closed is not None and not self._closed.done()
+
+    async def connect(self) -> None:
+        """Open the stream (handshake + login or registration) and start reading."""
+        if self.connected:
+            raise WAError("already connected")
+        creds = await self.load_creds()
+        transport = await self._transport_factory() if self._transport_factory else None
+        self._conn = await open_connection(creds, self.config, transport)
+        self._closed = asyncio.get_running_loop().create_future()
+        self._close_reason = None
+        self.last_received = asyncio.get_running_loop().time()
+        self._reader = asyncio.create_task(self._read_loop(self._conn), name="wa-reader")
+
+    async def wait_closed(self) -> tuple[int, str]:
+        if self._closed is None:
+            raise WAError("not connected")
+        return await asyncio.shield(self._closed)
+
+    async def run(self) -> tuple[int, str]:
+        """Connect and stay connected through server-requested restarts (515, as after pairing).
+
+        Returns the (code, reason) that finally ended the connection; reconnecting after other
+        drops is the owner's policy (the session manager's backoff), not this method's.
+        """
+        while True:
+            await self.connect()
+            code, reason = await self.wait_closed()
+            if code != RESTART_REQUIRED:
+                return code, reason
+            self.log.info("server asked for a restart (515): reconnecting")
+
+    async def disconnect(self) -> None:
+        """Close the stream cleanly; a no-op when already closed."""
+        await self.close(CLOSED_BY_TRANSPORT, "closed by us")
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._close_reason is None:
+            self._close_reason = (code, reason)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def logout(self) -> None:
+        """Unlink this device from the account, then forget the auth state."""
+        creds = self.creds
+        if self.connected and creds.me is not None:
+            node = Node(
+                "iq",
+                {"to": S_WHATSAPP_NET, "type": "set", "id": self.new_id(), "xmlns": "md"},
+                [Node("remove-companion-device", {"jid": creds.me.id, "reason": "user_initiated"})],
+            )
+            with contextlib.suppress(WAError):
+                await self.send_node(node)
+        await self.close(401, "logged out by us")
+        await self.store.clear()
+        self._creds = None
+
+    async def _read_loop(self, conn: NodeConnection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                node = await conn.recv_node()
+                self.last_received = loop.time()
+                await self._dispatch(node)
+        except ConnectionClosed as exc:
+            self._finish(exc.code, exc.reason)
+        except WAError as exc:
+            self.log.warning("closing after a protocol error: %s", type(exc).__name__)
+            self._finish(500, f"protocol error: {type(exc).__name__}")
+        except asyncio.CancelledError:
+            self._finish(CLOSED_BY_TRANSPORT, "cancelled")
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            await self._after_close()
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self._close_reason is None:
+            self._close_reason = (code, reason)
+
+    async def _after_close(self) -> None:
+        code, reason = self._close_reason or (CLOSED_BY_TRANSPORT, "connection closed")
+        self.is_open = False
+        for task in list(self._tasks):
+            task.cancel()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(code, reason))
+        self._pending.clear()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result((code, reason))
+        self.log.info("connection closed (%s): %s", code, reason)
+        if code in LOGGED_OUT_CODES:
+            await self.emit(LoggedOut(code, reason))
+        else:
+            await self.emit(Disconnected(code, reason))
+
+    async def _dispatch(self, node: Node) -> None:
+        if node.tag == "iq" and node.attr("type") in ("result", "error"):
+            fut = self._pending.pop(node.attr("id") or "", None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(node)
+                return
+        handler = handlers.TABLE.get(node.tag)
+        if handler is None:
+            self.log.debug("no handler for <%s>", node.tag)
+            return
+        try:
+            await handler(self, node)
+        except WAError:
+            raise
+        except Exception:
+            # A bug in one feature must not kill the connection; it is logged with its trace.
+            self.log.exception("handler for <%s> failed", node.tag)
+
+    # -- sending -----------------------------------------------------------------------------
+    def new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids)}"
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run a background job tied to this connection: it is cancelled when it closes."""
+
+        async def runner() -> Any:
+            return await coro
+
+        task = asyncio.create_task(runner(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("background job %s failed: %r", task.get_name(), task.exception())
+
+    async def send_node(self, node: Node) -> None:
+        if self._conn is None or not self.connected:
+            raise ConnectionClosed(CLOSED_BY_TRANSPORT, "not connected")
+        await self._conn.send_node(node)
+
+    async def query(self, node: Node, timeout: float | None = None) -> Node:
+        """Send an iq and wait for its result; type=error raises IQError."""
+        if "id" not in node.attrs:
+            node.attrs["id"] = self.new_id()
+        fut: asyncio.Future[Node] = asyncio.get_running_loop().create_future()
+        self._pending[node.attrs["id"]] = fut
+        try:
+            await self.send_node(node)
+            result = await asyncio.wait_for(fut, timeout or self.config.query_timeout)
+        finally:
+            self._pending.pop(node.attrs["id"], None)
+        if result.attr("type") == "error":
+            err = result.child("error")
+            code = int(err.attr("code") or 0) if err is not None else 0
+            raise IQError(code, (err.attr("text") or "") if err is not None else "")
+        return result

@@ -1,0 +1,46 @@
+"""Client settings: where to connect, which root key to trust, how to present ourselves."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
+
+DEFAULT_URL = "wss://web.whatsapp.com/ws/chat"
+# The web client version we announce; a stale one gets <failure reason=405>, so it is configurable.
+DEFAULT_VERSION = (2, 3000, 1043857760)
+
+
+@dataclass(slots=True)
+class ClientConfig:
+    url: str = DEFAULT_URL
+    root_key: bytes = WA_ROOT_PUBLIC_KEY
+    version: tuple[int, int, int] = DEFAULT_VERSION
+    browser: tuple[str, str] = ("Mac OS", "Chrome")  # (os, browser), as Baileys' `browser`
+    push_name: str | None = None
+    connect_timeout: float = 20.0
+    query_timeout: float = 60.0
+    keepalive_interval: float = 25.0
+    # How long the first QR stays valid, then each following one.
+    qr_first_timeout: float = 60.0
+    qr_next_timeout: float = 20.0
+    initial_pre_keys: int = 812
+    min_pre_keys: int = 5
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ClientConfig:
+        """Read WAHTTP_WA_URL and WAHTTP_WA_ROOT_KEY (base64 or hex); other fields keep defaults."""
+        src = os.environ if env is None else env
+        cfg = cls()
+        if src.get("WAHTTP_WA_URL"):
+            cfg.url = src["WAHTTP_WA_URL"]
+        if src.get("WAHTTP_WA_ROOT_KEY"):
+            cfg.root_key = parse_root_key(src["WAHTTP_WA_ROOT_KEY"])
+        if src.get("WAHTTP_WA_VERSION"):
+            parts = tuple(int(p) for p in src["WAHTTP_WA_VERSION"].split("."))
+            if len(parts) != 3:
+                raise ValueError("WAHTTP_WA_VERSION must look like 2.3000.1043857760")
+            cfg.version = (parts[0], parts[1], parts[2])
+        return cfg

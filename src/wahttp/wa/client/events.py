@@ -1,0 +1,47 @@
+"""What a client tells its owner: typed events, delivered in order to registered handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QRCode:
+    """A QR to show the user; replaced by the next one when it expires."""
+
+    qr: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairSuccess:
+    """The phone linked this device; the server restarts the stream next (515)."""
+
+    jid: str
+    lid: str | None
+    platform: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Logged in, pre-keys checked, active: ready to send and receive."""
+
+    jid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection ended. `code` uses WhatsApp/Baileys reasons (408, 428, 440, 515, 5xx)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """The account removed this device (401/403/406): the stored auth is no longer valid."""
+
+    code: int
+    reason: str
+
+
+Event = QRCode | PairSuccess | Connected | Disconnected | LoggedOut

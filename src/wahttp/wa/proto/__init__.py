@@ -1,0 +1,1 @@
+"""Generated protobuf modules: never edit by hand, run scripts/gen-proto."""

@@ -1,0 +1,81 @@
+// Drives the real Baileys client for wahttp's interop tests.
+// Usage: node baileys_driver.mjs --url ws://127.0.0.1:P/ws/chat --root-key <b64> --auth-dir DIR
+//        [--pair-number 15551234567] [--qr-timeout-ms N]
+// Prints one JSON object per line on stdout (events); reads JSON commands on stdin:
+//   {"cmd": "stop"}  close the socket and exit 0
+import { parseArgs } from 'node:util'
+import readline from 'node:readline'
+import { makeWASocket, useMultiFileAuthState, WA_CERT_DETAILS, DisconnectReason } from 'baileys'
+import pino from 'pino'
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    'root-key': { type: 'string' },
+    'auth-dir': { type: 'string' },
+    'pair-number': { type: 'string' },
+    'qr-timeout-ms': { type: 'string' },
+  },
+})
+
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+// Trust the simulator's root key, as our own client is configured to.
+if (args['root-key']) WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(args['root-key'], 'base64')
+const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' }, pino.destination(2))
+
+let sock = null
+let stopping = false
+
+async function start () {
+  const { state, saveCreds } = await useMultiFileAuthState(args['auth-dir'])
+  sock = makeWASocket({
+    waWebSocketUrl: args.url,
+    auth: state,
+    logger,
+    qrTimeout: args['qr-timeout-ms'] ? Number(args['qr-timeout-ms']) : undefined,
+    markOnlineOnConnect: false,
+    syncFullHistory: false,
+  })
+  sock.ev.on('creds.update', async () => {
+    await saveCreds()
+    emit({ event: 'creds' })
+  })
+  let askedCode = false
+  sock.ev.on('connection.update', async (update) => {
+    const { connection, lastDisconnect, qr } = update
+    if (qr) {
+      emit({ event: 'qr', qr })
+      if (args['pair-number'] && !askedCode && !state.creds.registered) {
+        askedCode = true
+        try {
+          const code = await sock.requestPairingCode(args['pair-number'])
+          emit({ event: 'pairing-code', code })
+        } catch (err) {
+          emit({ event: 'error', where: 'requestPairingCode', message: String(err) })
+        }
+      }
+    }
+    if (update.isNewLogin) emit({ event: 'paired', me: state.creds.me })
+    if (connection === 'open') emit({ event: 'open', me: state.creds.me })
+    if (connection === 'close') {
+      const code = lastDisconnect?.error?.output?.statusCode ?? 0
+      emit({ event: 'close', code, message: String(lastDisconnect?.error?.message ?? '') })
+      if (!stopping && code === DisconnectReason.restartRequired) {
+        start().catch((err) => emit({ event: 'error', where: 'restart', message: String(err) }))
+      }
+    }
+  })
+}
+
+readline.createInterface({ input: process.stdin }).on('line', async (line) => {
+  let cmd
+  try { cmd = JSON.parse(line) } catch { emit({ event: 'error', where: 'stdin', message: 'bad json' }); return }
+  if (cmd.cmd === 'stop') {
+    stopping = true
+    try { sock?.end(undefined) } catch {}
+    emit({ event: 'stopped' })
+    setTimeout(() => process.exit(0), 100)
+  }
+})
+
+start().catch((err) => { emit({ event: 'error', where: 'start', message: String(err) }); process.exit(1) })
