@@ -1,4 +1,4 @@
-"""Run the real Baileys client (tests/interop/baileys_driver.mjs) as a subprocess and read its events."""
+"""Run the real Baileys client (tests/interop/baileys_driver.mjs) and read its events."""
 
 from __future__ import annotations
 

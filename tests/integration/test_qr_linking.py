@@ -1,4 +1,4 @@
-"""Our client links to the simulator by QR, logs straight back in, and handles the server's closes."""
+"""Our client links to the simulator by QR, logs straight back in, and handles server closes."""
 
 from __future__ import annotations
 

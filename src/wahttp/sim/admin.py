@@ -118,7 +118,7 @@ def create_admin_app(server: SimServer) -> FastAPI:
     async def drop_all() -> dict[str, int]:
         conns = list(server.network.connections.values())
         for conn in conns:
-            await conn.close(1006)
+            conn.abort()
         return {"dropped": len(conns)}
 
     def connection_or_404(jid: str) -> Any:
@@ -129,7 +129,7 @@ def create_admin_app(server: SimServer) -> FastAPI:
 
     @app.post("/connections/{jid}/drop")
     async def drop(jid: str) -> dict[str, bool]:
-        await connection_or_404(jid).close(1006)
+        connection_or_404(jid).abort()
         return {"dropped": True}
 
     @app.post("/connections/{jid}/stream-error")

@@ -119,6 +119,10 @@ class ServerConnection:
         with contextlib.suppress(Exception):
             await self.ws.close(code)
 
+    def abort(self) -> None:
+        """Drop the TCP connection without any goodbye, like a network failure."""
+        self.ws.transport.abort()
+
     async def stream_error(self, code: int | None = None, child: Node | None = None) -> None:
         """Send <stream:error> and close, as the real server does."""
         attrs = {"code": str(code)} if code is not None else {}

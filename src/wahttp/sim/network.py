@@ -1,4 +1,4 @@
-"""The simulated network's state: accounts (a phone each), their linked devices, live connections."""
+"""The simulated network's state: accounts (a phone each), linked devices, live connections."""
 
 from __future__ import annotations
 

@@ -61,7 +61,5 @@ class Phone:
             reply = adv_pb2.ADVSignedDeviceIdentity.FromString(signed_reply)
         except Exception:  # protobuf's DecodeError
             return False
-        message = (
-            ADV_DEVICE_SIG_PREFIX + reply.details + companion_identity + self.identity.public
-        )
+        message = ADV_DEVICE_SIG_PREFIX + reply.details + companion_identity + self.identity.public
         return crypto.verify(companion_identity, message, reply.deviceSignature)

@@ -119,7 +119,9 @@ class SimServer:
             },
         )
         await conn.send_node(success)
-        await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [Node("offline", {"count": "0"})]))
+        await conn.send_node(
+            Node("ib", {"from": S_WHATSAPP_NET}, [Node("offline", {"count": "0"})])
+        )
 
     def on_closed(self, conn: ServerConnection) -> None:
         if conn.device is not None:

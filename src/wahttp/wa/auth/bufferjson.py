@@ -1,7 +1,7 @@
 """Baileys' BufferJSON: how binary values are written into its JSON auth files.
 
 Bytes become {"type": "Buffer", "data": "<base64>"}; on read, that shape and objects whose
-keys are all integers with integer values (a Uint8Array serialised by JSON.stringify) revive as bytes.
+keys are all integers with integer values (a JSON.stringify-ed Uint8Array) revive as bytes.
 """
 
 from __future__ import annotations

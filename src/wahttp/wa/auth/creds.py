@@ -126,7 +126,7 @@ class Creds:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Creds:
-        """Read a creds.json object (after BufferJSON revival). Raises KeyError/ValueError/TypeError."""
+        """Read a creds.json object (BufferJSON revived); bad data: Key/Value/TypeError."""
         spk = data["signedPreKey"]
         me = data.get("me")
         return cls(

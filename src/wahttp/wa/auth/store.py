@@ -45,7 +45,7 @@ class MemoryAuthStore:
         return None if self._creds_json is None else Creds.from_json(self._creds_json)
 
     async def save_creds(self, creds: Creds) -> None:
-        # Keep a snapshot, as a real store would, so later in-place edits are not "saved" by accident.
+        # A snapshot, as a real store keeps: later in-place edits must not count as saved.
         self._creds_json = copy.deepcopy(creds.to_json())
 
     async def get(self, category: str, ids: list[str]) -> dict[str, KeyValue]:

@@ -24,6 +24,7 @@ from wahttp.wa.client.connection import NodeConnection, open_connection
 from wahttp.wa.client.events import Disconnected, Event, LoggedOut
 from wahttp.wa.errors import ConnectionClosed, IQError, WAError
 from wahttp.wa.jid import S_WHATSAPP_NET
+from wahttp.wa.logs import SessionLogger
 from wahttp.wa.transport import CLOSED_BY_TRANSPORT, Transport
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Client:
         self.store = store
         self.config = config or ClientConfig()
         self.session_id = session_id
-        self.log = logging.LoggerAdapter(log, {"session": session_id})
+        self.log = SessionLogger(log, session_id)
         self._creds: Creds | None = None
         self._transport_factory = transport_factory
         self._conn: NodeConnection | None = None

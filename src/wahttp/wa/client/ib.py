@@ -30,10 +30,17 @@ async def on_ib(client: Client, node: Node) -> None:
 
 
 async def _clean(client: Client, dirty: Node) -> None:
-    clean = Node("clean", {"type": dirty.attr("type") or "", "timestamp": dirty.attr("timestamp") or ""})
+    clean = Node(
+        "clean", {"type": dirty.attr("type") or "", "timestamp": dirty.attr("timestamp") or ""}
+    )
     iq = Node(
         "iq",
-        {"to": S_WHATSAPP_NET, "type": "set", "xmlns": "urn:xmpp:whatsapp:dirty", "id": client.new_id()},
+        {
+            "to": S_WHATSAPP_NET,
+            "type": "set",
+            "xmlns": "urn:xmpp:whatsapp:dirty",
+            "id": client.new_id(),
+        },
         [clean],
     )
     await client.send_node(iq)

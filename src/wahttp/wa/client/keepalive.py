@@ -28,9 +28,7 @@ async def _loop(client: Client) -> None:
         if silent_for > interval + 5:
             await client.close(CONNECTION_LOST, "connection lost: no data from the server")
             return
-        ping = Node(
-            "iq", {"to": S_WHATSAPP_NET, "type": "get", "xmlns": "w:p"}, [Node("ping", {})]
-        )
+        ping = Node("iq", {"to": S_WHATSAPP_NET, "type": "get", "xmlns": "w:p"}, [Node("ping", {})])
         try:
             await client.query(ping, timeout=interval)
         except (WAError, TimeoutError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.client.config import ClientConfig
@@ -67,17 +68,18 @@ def device_props(config: ClientConfig) -> bytes:
     return props.SerializeToString()
 
 
-def _platform_type(browser: str) -> int:
-    names = cp.DeviceProps.PlatformType.keys()
+def _platform_type(browser: str) -> cp.DeviceProps.PlatformType:
     upper = browser.upper()
-    return cp.DeviceProps.PlatformType.Value(upper) if upper in names else cp.DeviceProps.CHROME
+    if upper in cp.DeviceProps.PlatformType.keys():
+        return cast(cp.DeviceProps.PlatformType, cp.DeviceProps.PlatformType.Value(upper))
+    return cp.DeviceProps.CHROME
 
 
 def registration_payload(creds: Creds, config: ClientConfig) -> bytes:
     p = _common(config)
     p.passive, p.pull = False, False
     d = p.devicePairingData
-    d.buildHash = hashlib.md5(".".join(map(str, config.version)).encode()).digest()  # noqa: S324
+    d.buildHash = hashlib.md5(".".join(map(str, config.version)).encode()).digest()
     d.deviceProps = device_props(config)
     d.eRegid = creds.registration_id.to_bytes(4, "big")
     d.eKeytype = KEY_BUNDLE_TYPE

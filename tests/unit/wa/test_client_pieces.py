@@ -1,0 +1,96 @@
+"""Small client pieces: close-code mapping, payload builders, config from the environment."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from wahttp.wa.auth import Me, new_creds
+from wahttp.wa.binary import Node
+from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY
+from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
+from wahttp.wa.client.ib import ack_for
+from wahttp.wa.client.payload import login_payload, payload_for, registration_payload
+from wahttp.wa.client.stream import stream_error_code
+from wahttp.wa.proto import client_payload_pb2 as cp
+
+
+@pytest.mark.parametrize(
+    ("node", "code"),
+    [
+        (Node("stream:error", {"code": "515"}), 515),
+        (Node("stream:error", {"code": "503"}), 503),
+        (Node("stream:error", {}, [Node("conflict", {"type": "replaced"})]), 440),
+        (
+            Node("stream:error", {"code": "401"}, [Node("conflict", {"type": "device_removed"})]),
+            401,
+        ),
+        (Node("stream:error", {}, [Node("xml-not-well-formed", {})]), 500),
+        (Node("stream:error", {}), 500),
+    ],
+)
+def test_stream_error_codes(node: Node, code: int) -> None:
+    assert stream_error_code(node)[0] == code
+
+
+def test_registration_payload_carries_our_keys() -> None:
+    creds, cfg = new_creds(), ClientConfig()
+    p = cp.ClientPayload.FromString(registration_payload(creds, cfg))
+    d = p.devicePairingData
+    assert not p.passive and not p.HasField("username")
+    assert d.eRegid == creds.registration_id.to_bytes(4, "big") and d.eKeytype == b"\x05"
+    assert d.eIdent == creds.signed_identity_key.public
+    assert d.eSkeyId == b"\x00\x00\x01" and d.eSkeySig == creds.signed_pre_key.signature
+    assert d.buildHash == hashlib.md5(b"2.3000.1043857760").digest()  # noqa: S324
+    props = cp.DeviceProps.FromString(d.deviceProps)
+    assert props.os == "Mac OS" and props.platformType == cp.DeviceProps.CHROME
+    assert p.userAgent.platform == cp.ClientPayload.UserAgent.WEB
+
+
+def test_login_payload_after_linking() -> None:
+    creds = new_creds()
+    with pytest.raises(ValueError, match="linked"):
+        login_payload(creds, ClientConfig())
+    creds.me = Me("15551234567:7@s.whatsapp.net")
+    p = cp.ClientPayload.FromString(login_payload(creds, ClientConfig()))
+    assert p.username == 15551234567 and p.device == 7 and p.passive and p.pull
+    # Without an ADV account the device is not linked yet: still registration.
+    assert cp.ClientPayload.FromString(payload_for(creds, ClientConfig())).HasField(
+        "devicePairingData"
+    )
+
+
+def test_config_from_env() -> None:
+    assert ClientConfig.from_env({}).url == DEFAULT_URL
+    assert ClientConfig.from_env({}).root_key == WA_ROOT_PUBLIC_KEY
+    key = bytes(range(32))
+    cfg = ClientConfig.from_env(
+        {
+            "WAHTTP_WA_URL": "ws://127.0.0.1:1/ws/chat",
+            "WAHTTP_WA_ROOT_KEY": base64.b64encode(key).decode(),
+            "WAHTTP_WA_VERSION": "2.3000.1",
+        }
+    )
+    assert cfg.url == "ws://127.0.0.1:1/ws/chat" and cfg.root_key == key
+    assert cfg.version == (2, 3000, 1)
+    assert ClientConfig.from_env({"WAHTTP_WA_ROOT_KEY": key.hex()}).root_key == key
+    with pytest.raises(ValueError):
+        ClientConfig.from_env({"WAHTTP_WA_ROOT_KEY": "tooshort"})
+
+
+def test_acks_echo_the_stanza() -> None:
+    node = Node(
+        "notification", {"id": "7", "from": "123@g.us", "type": "w:gp2", "participant": "1@lid"}
+    )
+    assert ack_for(node) == Node(
+        "ack",
+        {
+            "id": "7",
+            "class": "notification",
+            "to": "123@g.us",
+            "participant": "1@lid",
+            "type": "w:gp2",
+        },
+    )
