@@ -43,7 +43,7 @@ def test_registration_payload_carries_our_keys() -> None:
     assert d.eRegid == creds.registration_id.to_bytes(4, "big") and d.eKeytype == b"\x05"
     assert d.eIdent == creds.signed_identity_key.public
     assert d.eSkeyId == b"\x00\x00\x01" and d.eSkeySig == creds.signed_pre_key.signature
-    assert d.buildHash == hashlib.md5(b"2.3000.1043857760").digest()  # noqa: S324
+    assert d.buildHash == hashlib.md5(b"2.3000.1043857760").digest()
     props = cp.DeviceProps.FromString(d.deviceProps)
     assert props.os == "Mac OS" and props.platformType == cp.DeviceProps.CHROME
     assert p.userAgent.platform == cp.ClientPayload.UserAgent.WEB

@@ -70,7 +70,7 @@ def device_props(config: ClientConfig) -> bytes:
 
 def _platform_type(browser: str) -> cp.DeviceProps.PlatformType:
     upper = browser.upper()
-    if upper in cp.DeviceProps.PlatformType.keys():
+    if upper in cp.DeviceProps.PlatformType.keys():  # noqa: SIM118 (an enum wrapper, not a dict)
         return cast(cp.DeviceProps.PlatformType, cp.DeviceProps.PlatformType.Value(upper))
     return cp.DeviceProps.CHROME
 
