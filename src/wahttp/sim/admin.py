@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from wahttp.sim.linking import LinkError, scan_qr
 from wahttp.sim.network import Account, Device
+from wahttp.sim.pair_code import enter_code
 from wahttp.sim.server import SimServer
 from wahttp.wa.binary import Node
 
@@ -24,6 +25,10 @@ class NewPhone(BaseModel):
 
 class Scan(BaseModel):
     qr: str = Field(min_length=1, max_length=4096)
+
+
+class EnterCode(BaseModel):
+    code: str = Field(min_length=8, max_length=12, pattern=r"^[0-9A-Za-z\- ]+$")
 
 
 class StreamError(BaseModel):
@@ -99,6 +104,12 @@ def create_admin_app(server: SimServer) -> FastAPI:
     @app.post("/phones/{number}/scan")
     async def scan(number: Number, body: Scan) -> dict[str, Any]:
         device = await scan_qr(server, account_or_404(number), body.qr)
+        return _device_json(server, device)
+
+    @app.post("/phones/{number}/pairing-code")
+    async def pairing_code(number: Number, body: EnterCode) -> dict[str, Any]:
+        """The phone's user types the code a companion shows (Linked devices > Link with number)."""
+        device = await enter_code(server, account_or_404(number), body.code)
         return _device_json(server, device)
 
     @app.delete("/phones/{number}/devices/{device_id}", status_code=204)

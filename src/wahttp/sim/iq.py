@@ -114,7 +114,14 @@ async def _clean(server: SimServer, conn: ServerConnection, node: Node) -> Node:
     return result(node)
 
 
+async def _link_code(server: SimServer, conn: ServerConnection, node: Node) -> Node | None:
+    from wahttp.sim.pair_code import on_companion_reg
+
+    return await on_companion_reg(server, conn, node)
+
+
 HANDLERS: dict[tuple[str, str], Handler] = {
+    ("md", "link_code_companion_reg"): _link_code,
     ("w:p", "ping"): _ping,
     ("urn:xmpp:ping", ""): _ping,
     ("encrypt", "count"): _count,

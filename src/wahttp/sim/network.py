@@ -11,6 +11,7 @@ from wahttp.wa.jid import Jid
 
 if TYPE_CHECKING:
     from wahttp.sim.connection import ServerConnection
+    from wahttp.sim.pair_code import CodeRequest
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Network:
         self.accounts: dict[str, Account] = {}
         self.connections: dict[str, ServerConnection] = {}  # device JID string -> connection
         self.registrations: dict[str, ServerConnection] = {}  # QR ref -> unlinked connection
+        self.code_requests: dict[int, CodeRequest] = {}  # connection id -> pairing-code request
 
     def create_account(self, number: str | None = None, push_name: str | None = None) -> Account:
         number = number or self._free_number()

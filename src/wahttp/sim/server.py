@@ -13,7 +13,7 @@ from websockets.asyncio.server import ServerConnection as WSConnection
 from websockets.http11 import Request, Response
 
 from wahttp.sim import iq as iq_handlers
-from wahttp.sim import linking
+from wahttp.sim import linking, pair_code
 from wahttp.sim.connection import ServerConnection
 from wahttp.sim.network import Network
 from wahttp.wa.binary import Node
@@ -131,6 +131,7 @@ class SimServer:
         for ref in conn.refs:
             if self.network.registrations.get(ref) is conn:
                 del self.network.registrations[ref]
+        pair_code.forget(self, conn)
 
     # -- stanzas -----------------------------------------------------------------------------
     async def dispatch(self, conn: ServerConnection, node: Node) -> None:

@@ -145,6 +145,12 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
+    async def request_pairing_code(self, phone_number: str) -> str:
+        """Link by phone number: returns the 8-character code the user types on the phone."""
+        from wahttp.wa.client.pair_code import request_pairing_code
+
+        return await request_pairing_code(self, phone_number)
+
     async def logout(self) -> None:
         """Unlink this device from the account, then forget the auth state."""
         creds = self.creds

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from wahttp.wa.client import ib, iq, login, stream
+from wahttp.wa.client import ib, iq, login, notification, stream
 
 if TYPE_CHECKING:
     from wahttp.wa.binary import Node
@@ -20,7 +20,7 @@ TABLE: dict[str, Handler] = {
     "stream:error": stream.on_stream_error,
     "xmlstreamend": stream.on_stream_end,
     "ib": ib.on_ib,
-    "notification": ib.ack_only,
+    "notification": notification.on_notification,
     "receipt": ib.ack_only,
     "call": ib.ack_only,
 }
