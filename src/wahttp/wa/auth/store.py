@@ -31,6 +31,10 @@ class AuthStore(Protocol):
         """Forget everything (logged out)."""
         ...
 
+    async def all_keys(self) -> dict[str, dict[str, KeyValue]]:
+        """Every stored key by category (for export; not for hot paths)."""
+        ...
+
 
 class MemoryAuthStore:
     """An AuthStore in memory, for tests and the simulator."""
@@ -64,6 +68,9 @@ class MemoryAuthStore:
     async def clear(self) -> None:
         self._creds_json = None
         self._keys.clear()
+
+    async def all_keys(self) -> dict[str, dict[str, KeyValue]]:
+        return {c: dict(v) for c, v in self._keys.items() if v}
 
     def count(self, category: str) -> int:
         return len(self._keys.get(category, {}))
