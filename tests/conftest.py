@@ -9,6 +9,9 @@ import pytest
 
 from wahttp.sim.runner import SimHandle, start_sim
 
+# PostgreSQL fixtures (machine server and embedded) live in their own module.
+pytest_plugins = ["dbfixtures"]
+
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimHandle]:

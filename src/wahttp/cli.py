@@ -1,4 +1,4 @@
-"""The `wahttp` command line: `wahttp sim` runs the sandbox (later: serve, auth import/export)."""
+"""The `wahttp` command line: `serve` the API, run the `sim` sandbox, `auth` import/export."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def _parser() -> argparse.ArgumentParser:
         "--keys-file", type=Path, help="keep the simulator's root key here across restarts"
     )
     sim.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
+    serve = sub.add_parser("serve", help="run the REST API (settings from the environment)")
+    serve.add_argument("--host", help="overrides HOST")
+    serve.add_argument("--port", type=int, help="overrides PORT")
+    auth = sub.add_parser("auth", help="move auth state between Baileys folders and the database")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    imp = auth_sub.add_parser("import", help="import a useMultiFileAuthState folder as a session")
+    imp.add_argument("folder", type=Path)
+    imp.add_argument("--id", help="session id (default: the folder's name)")
+    exp = auth_sub.add_parser("export", help="write a session's auth as a Baileys folder")
+    exp.add_argument("session_id")
+    exp.add_argument("folder", type=Path)
     return parser
 
 
@@ -58,6 +69,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.command == "sim":
         asyncio.run(_run_sim(args))
+    elif args.command == "serve":
+        _serve(args)
+    elif args.command == "auth":
+        from wahttp.server.auth_cli import run_auth_command
+
+        sys.exit(asyncio.run(run_auth_command(args)))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from wahttp.server.app import create_app
+    from wahttp.server.settings import Settings
+
+    settings = Settings()
+    if args.host:
+        settings.host = args.host
+    if args.port is not None:
+        settings.port = args.port
+    logging.getLogger().setLevel(settings.log_level.upper())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ from wahttp.wa.auth.multifile import (
     MAX_FILE_SIZE,
     AuthFolderError,
     FolderMirror,
-    KeyEnumerator,
     SkippedFile,
-    enumerate_keys,
     export_folder,
     import_folder,
     js_json_dumps,
@@ -516,11 +514,7 @@ def test_none_deletes_and_prune_removes_stale_auth_files(tmp_path: Path) -> None
 # --- stores -----------------------------------------------------------------------------------
 
 
-class EnumerableStore(MemoryAuthStore):
-    """MemoryAuthStore with the enumeration the lead is asked to add to the protocol."""
-
-    async def all_keys(self) -> dict[str, dict[str, KeyValue]]:
-        return {c: dict(v) for c, v in self._keys.items() if v}
+EnumerableStore = MemoryAuthStore
 
 
 class RecordingStore(EnumerableStore):
@@ -552,14 +546,27 @@ async def test_mirror_keeps_the_folder_in_step(tmp_path: Path) -> None:
     assert await inner.load_creds() is None
 
 
+async def test_mirror_stores_baileys_ids_under_their_file_names(tmp_path: Path) -> None:
+    inner = MemoryAuthStore()
+    mirror = FolderMirror(inner, tmp_path)
+    await mirror.set(
+        {"sender-key": {"123-456@g.us::789::1": {"v": 2}}, "session": {"1.0": {"v": 1}}}
+    )
+    assert (tmp_path / "sender-key-123-456@g.us--789--1.json").exists()
+    assert await mirror.get("sender-key", ["123-456@g.us::789::1"]) == {
+        "123-456@g.us::789::1": {"v": 2}
+    }
+    assert await inner.get("sender-key", ["123-456@g.us--789--1"]) == {
+        "123-456@g.us--789--1": {"v": 2}
+    }
+
+
 async def test_mirror_refuses_bad_keys_before_the_inner_store(tmp_path: Path) -> None:
     inner = MemoryAuthStore()
     mirror = FolderMirror(inner, tmp_path)
     with pytest.raises(ValueError):
-        await mirror.set({"session": {"1.0": {"v": 1}, "a:b": {"v": 2}}})
+        await mirror.set({"session": {"1.0": {"v": 1}}, "no-such-category": {"a": {"v": 2}}})
     assert inner.count("session") == 0
-    with pytest.raises(TypeError, match="cannot enumerate"):
-        await mirror.all_keys()
 
 
 async def test_mirror_writes_land_in_store_order(tmp_path: Path) -> None:
@@ -603,14 +610,7 @@ async def test_export_folder(tmp_path: Path) -> None:
     await export_folder(store, tmp_path / "some", ["pre-key", "session"], replace=True)
     assert read_folder(tmp_path / "some").keys == {"pre-key": keys["pre-key"]}
 
-    with pytest.raises(TypeError, match="all_keys"):
-        await export_folder(MemoryAuthStore(creds), tmp_path / "x")
+    await export_folder(MemoryAuthStore(creds), tmp_path / "x")  # every store enumerates now
+    assert read_folder(tmp_path / "x").keys == {}
     with pytest.raises(AuthFolderError, match="no creds"):
         await export_folder(EnumerableStore(), tmp_path / "y")
-
-
-async def test_enumerate_keys_duck_types() -> None:
-    assert isinstance(EnumerableStore(), KeyEnumerator)
-    assert not isinstance(MemoryAuthStore(), KeyEnumerator)
-    with pytest.raises(TypeError):
-        await enumerate_keys(MemoryAuthStore())

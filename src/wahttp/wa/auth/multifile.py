@@ -23,7 +23,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from wahttp.wa.auth.bufferjson import b64encode
 from wahttp.wa.auth.creds import Creds
@@ -42,9 +42,7 @@ __all__ = [
     "AuthFolderError",
     "FolderMirror",
     "FolderState",
-    "KeyEnumerator",
     "SkippedFile",
-    "enumerate_keys",
     "export_folder",
     "import_folder",
     "js_json_dumps",
@@ -606,20 +604,6 @@ def _holds_auth_state(path: Path) -> bool:
 # --- stores -----------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class KeyEnumerator(Protocol):
-    """A store that can list every key it holds (AuthStore itself cannot)."""
-
-    async def all_keys(self) -> dict[str, dict[str, KeyValue]]: ...
-
-
-async def enumerate_keys(store: object) -> dict[str, dict[str, KeyValue]]:
-    """Every key of a store with `all_keys()`; TypeError for stores without it."""
-    if not isinstance(store, KeyEnumerator):
-        raise TypeError(f"{type(store).__name__} cannot enumerate its keys (no all_keys())")
-    return await store.all_keys()
-
-
 class FolderMirror:
     """An AuthStore that delegates to `inner` and keeps a Baileys folder in step with it.
 
@@ -644,9 +628,13 @@ class FolderMirror:
             await asyncio.to_thread(_apply, self.path, planned)
 
     async def get(self, category: str, ids: list[str]) -> dict[str, KeyValue]:
-        return await self.inner.get(category, ids)
+        # Keys live under their file-name ids (see filenames.py); callers use Baileys' ids.
+        by_file = {file_key_id(i): i for i in ids}
+        found = await self.inner.get(category, list(by_file))
+        return {by_file[k]: v for k, v in found.items() if k in by_file}
 
     async def set(self, changes: dict[str, dict[str, KeyValue | None]]) -> None:
+        changes = {c: {file_key_id(k): v for k, v in vals.items()} for c, vals in changes.items()}
         planned = _plan_keys(changes)
         async with self._lock:
             await self.inner.set(changes)
@@ -659,7 +647,7 @@ class FolderMirror:
             await asyncio.to_thread(_clear, self.path)
 
     async def all_keys(self) -> dict[str, dict[str, KeyValue]]:
-        return await enumerate_keys(self.inner)
+        return await self.inner.all_keys()
 
 
 async def import_folder(path: Path, store: AuthStore) -> FolderState:
@@ -684,14 +672,14 @@ async def export_folder(
 ) -> None:
     """Write a store out as a Baileys folder (all categories, or only `categories`).
 
-    The store must enumerate its keys (KeyEnumerator, else TypeError). A folder that already
+    A folder that already
     holds auth files is refused (AuthFolderError) unless `replace`, which then also deletes the
     auth files that are not part of the export.
     """
     creds = await store.load_creds()
     if creds is None:
         raise AuthFolderError("the store holds no creds; nothing to export")
-    keys = await enumerate_keys(store)
+    keys = await store.all_keys()
     if categories is not None:
         wanted = set(categories)
         keys = {c: v for c, v in keys.items() if c in wanted}

@@ -1,0 +1,88 @@
+"""The FastAPI application: its lifespan opens the database and runs the session manager."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from wahttp import __version__
+from wahttp.server import errors
+from wahttp.server.db import Database, start_embedded
+from wahttp.server.deps import Services
+from wahttp.server.routes import health, sessions
+from wahttp.server.sessions import SessionManager, StoreFactory
+from wahttp.server.settings import Settings
+from wahttp.server.store import PostgresAuthStore, SessionRepository
+from wahttp.wa.auth.multifile import FolderMirror
+from wahttp.wa.auth.store import AuthStore
+
+log = logging.getLogger(__name__)
+
+
+async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> Database:
+    dsn = settings.database_url
+    if not dsn:
+        dsn, embedded = await start_embedded(settings.data_dir)
+        stack.push_async_callback(embedded.stop)
+        log.info("using the embedded PostgreSQL under %s", settings.data_dir)
+    db = await Database.connect(dsn)
+    stack.push_async_callback(db.close)
+    await db.migrate()
+    return db
+
+
+def store_factory(db: Database, settings: Settings) -> StoreFactory:
+    def make(session_id: str) -> AuthStore:
+        store: AuthStore = PostgresAuthStore(db, session_id)
+        if settings.auth_mirror:
+            store = FolderMirror(store, settings.auth_dir / session_id)
+        return store
+
+    return make
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            db = await open_database(settings, stack)
+            repo = SessionRepository(db)
+
+            async def forget(session_id: str) -> None:
+                await repo.delete(session_id)
+
+            manager = SessionManager(
+                store_factory(db, settings),
+                settings.client_config,
+                auth_dir=Path(settings.auth_dir),
+                reconnect_base=settings.reconnect_base,
+                reconnect_max=settings.reconnect_max,
+                pairing_wait=settings.pairing_wait,
+                on_logged_out=forget,
+            )
+            app.state.services = Services(settings, db, repo, manager)
+            rows = await repo.list()
+            for row in rows:
+                manager.add(row.id)
+            log.info("restored %d sessions", len(rows))
+            try:
+                yield
+            finally:
+                await manager.stop_all(settings.shutdown_timeout)
+
+    app = FastAPI(
+        title="wahttp",
+        version=__version__,
+        description="Self-hosted WhatsApp HTTP API: sessions, pairing codes, messages, webhooks.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(sessions.router)
+    return app

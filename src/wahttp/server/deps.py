@@ -1,0 +1,50 @@
+"""FastAPI dependencies: the service container and validated session lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from wahttp.server.db import Database
+from wahttp.server.errors import not_found
+from wahttp.server.schemas import SESSION_ID_PATTERN
+from wahttp.server.sessions import ManagedSession, SessionManager
+from wahttp.server.settings import Settings
+from wahttp.server.store import SessionRepository
+from wahttp.server.store import SessionRow as StoredSession
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    repo: SessionRepository
+    manager: SessionManager
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SessionIdPath = Annotated[
+    str, Path(pattern=SESSION_ID_PATTERN, description="session id", examples=["alice"])
+]
+
+
+async def session_row(session_id: SessionIdPath, services: ServicesDep) -> StoredSession:
+    row = await services.repo.get(session_id)
+    if row is None:
+        raise not_found(session_id)
+    return row
+
+
+def live_session(services: Services, session_id: str) -> ManagedSession:
+    session = services.manager.get(session_id)
+    return session if session is not None else services.manager.add(session_id, start=False)
+
+
+SessionRow = Annotated[StoredSession, Depends(session_row)]

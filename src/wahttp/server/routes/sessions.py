@@ -1,0 +1,130 @@
+"""Sessions: create, list, delete, status, QR, and linking by pairing code."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from typing import Annotated, Literal
+
+import segno
+from fastapi import APIRouter, Query, Response
+
+from wahttp.server.deps import ServicesDep, SessionRow, live_session
+from wahttp.server.errors import ApiError
+from wahttp.server.schemas import (
+    Created,
+    CreateSession,
+    Deleted,
+    Disconnect,
+    PairRequest,
+    PairResponse,
+    QRResponse,
+    SessionStatus,
+    SessionSummary,
+)
+from wahttp.server.state import SessionState
+from wahttp.wa.errors import PairingError, WAError
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+PAIR_MESSAGE = "Enter this code in WhatsApp to pair your device"
+
+
+@router.post("", status_code=201, response_model=Created)
+async def create_session(services: ServicesDep, body: CreateSession | None = None) -> Created:
+    """Create a session and start its socket in the background."""
+    body = body or CreateSession()
+    session_id = body.id or secrets.token_hex(8)
+    if await services.repo.get(session_id) is not None:
+        raise ApiError(409, "session_exists", f"a session with id {session_id!r} exists already")
+    await services.repo.create(session_id, webhook_url=body.webhook_url, push_name=body.push_name)
+    services.manager.add(session_id)
+    return Created(id=session_id)
+
+
+@router.get("", response_model=list[SessionSummary])
+async def list_sessions(services: ServicesDep) -> list[SessionSummary]:
+    rows = await services.repo.list()
+    out = []
+    for row in rows:
+        live = services.manager.get(row.id)
+        state = live.state if live is not None else SessionState.STOPPED
+        out.append(
+            SessionSummary(
+                id=row.id, created_at=row.created_at, updated_at=row.updated_at, status=state
+            )
+        )
+    return out
+
+
+@router.delete("/{session_id}", response_model=Deleted)
+async def delete_session(row: SessionRow, services: ServicesDep) -> Deleted:
+    """Log out from WhatsApp when linked, stop the socket, remove the folder and the row."""
+    await services.manager.remove(row.id, logout=True)
+    await services.repo.delete(row.id)
+    return Deleted(success=True, id=row.id)
+
+
+@router.get("/{session_id}/status", response_model=SessionStatus)
+async def session_status(row: SessionRow, services: ServicesDep) -> SessionStatus:
+    session = live_session(services, row.id)
+    linked = await session.is_linked()
+    last = session.last_disconnect
+    return SessionStatus(
+        id=row.id,
+        state=session.state,
+        since=session.since,
+        jid=session.jid,
+        lid=session.lid,
+        has_auth=linked,
+        linked=linked,
+        qr_available=session.qr is not None,
+        last_disconnect=Disconnect(code=last.code, reason=last.reason, at=last.at)
+        if last
+        else None,
+    )
+
+
+@router.get(
+    "/{session_id}/qr",
+    response_model=QRResponse,
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def session_qr(
+    row: SessionRow,
+    services: ServicesDep,
+    format: Annotated[Literal["json", "png"], Query(description="json or png")] = "json",
+) -> Response | QRResponse:
+    """The current linking QR (refreshed as it expires); starts the session if it is stopped."""
+    session = live_session(services, row.id)
+    if await session.is_linked():
+        raise ApiError(409, "already_linked", "the session is linked already")
+    if session.qr is None:
+        try:
+            await session.wait_registering(services.settings.pairing_wait)
+        except TimeoutError as exc:
+            raise ApiError(503, "qr_unavailable", "no QR yet: WhatsApp is not reachable") from exc
+    qr = session.qr
+    if qr is None:
+        raise ApiError(503, "qr_unavailable", "no QR at the moment, try again")
+    if format == "png":
+        buffer = io.BytesIO()
+        segno.make(qr, error="l").save(buffer, kind="png", scale=6, border=2)
+        return Response(buffer.getvalue(), media_type="image/png")
+    return QRResponse(qr=qr)
+
+
+@router.post("/{session_id}/pair-request", response_model=PairResponse)
+async def pair_request(row: SessionRow, body: PairRequest, services: ServicesDep) -> PairResponse:
+    """Ask for a pairing code for this phone number; the user enters it on the phone."""
+    session = live_session(services, row.id)
+    if await session.is_linked():
+        raise ApiError(409, "already_linked", "the session is linked already; delete it to re-pair")
+    try:
+        code = await session.request_pairing_code(body.number)
+    except TimeoutError as exc:
+        raise ApiError(503, "not_connected", "could not reach WhatsApp to request a code") from exc
+    except PairingError as exc:
+        raise ApiError(409, "pairing_failed", str(exc)) from exc
+    except WAError as exc:
+        raise ApiError(502, "whatsapp_error", f"WhatsApp refused the request: {exc}") from exc
+    return PairResponse(success=True, pairingCode=code, message=PAIR_MESSAGE)

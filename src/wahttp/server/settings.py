@@ -1,0 +1,62 @@
+"""All service settings, read once from the environment (and an optional .env file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
+from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    host: str = Field("0.0.0.0", alias="HOST", description="address the API listens on")
+    port: int = Field(3000, alias="PORT", ge=0, le=65535)
+    database_url: str | None = Field(
+        None,
+        alias="DATABASE_URL",
+        description="PostgreSQL DSN; unset: an embedded PostgreSQL under WAHTTP_DATA_DIR",
+    )
+    data_dir: Path = Field(Path("data"), alias="WAHTTP_DATA_DIR")
+    auth_dir: Path = Field(
+        Path("auth_sessions"),
+        alias="WAHTTP_AUTH_DIR",
+        description="Baileys useMultiFileAuthState folders, one per session",
+    )
+    auth_mirror: bool = Field(
+        True, alias="WAHTTP_AUTH_MIRROR", description="keep auth folders in step with the DB"
+    )
+    wa_url: str = Field(DEFAULT_URL, alias="WAHTTP_WA_URL")
+    wa_root_key: str | None = Field(None, alias="WAHTTP_WA_ROOT_KEY")
+    wa_version: str | None = Field(None, alias="WAHTTP_WA_VERSION")
+    push_name: str | None = Field(None, alias="WAHTTP_PUSH_NAME")
+    reconnect_base: float = Field(1.0, alias="WAHTTP_RECONNECT_BASE", gt=0)
+    reconnect_max: float = Field(60.0, alias="WAHTTP_RECONNECT_MAX", gt=0)
+    shutdown_timeout: float = Field(10.0, alias="WAHTTP_SHUTDOWN_TIMEOUT", gt=0)
+    pairing_wait: float = Field(
+        20.0, alias="WAHTTP_PAIRING_WAIT", gt=0, description="wait for a registration stream"
+    )
+    log_level: str = Field("INFO", alias="WAHTTP_LOG_LEVEL")
+
+    @field_validator("wa_root_key")
+    @classmethod
+    def _root_key(cls, value: str | None) -> str | None:
+        if value:
+            parse_root_key(value)
+        return value
+
+    def client_config(self) -> ClientConfig:
+        env = {"WAHTTP_WA_URL": self.wa_url}
+        if self.wa_root_key:
+            env["WAHTTP_WA_ROOT_KEY"] = self.wa_root_key
+        if self.wa_version:
+            env["WAHTTP_WA_VERSION"] = self.wa_version
+        cfg = ClientConfig.from_env(env)
+        if not self.wa_root_key:
+            cfg.root_key = WA_ROOT_PUBLIC_KEY
+        cfg.push_name = self.push_name
+        return cfg

@@ -1,0 +1,53 @@
+"""Baileys' auth-folder file names: `<category>-<id>.json`, with ids in their file-name form.
+
+`useMultiFileAuthState` writes `fixFileName(f"{category}-{id}.json")`, where fixFileName turns
+'/' into '__' and ':' into '-'. Stores keep ids in that same form so a key round-trips between
+a folder, the original's `auth_json` and our per-key rows.
+"""
+
+from __future__ import annotations
+
+CREDS_FILE = "creds.json"
+
+# Baileys' SignalDataTypeMap (src/Types/Auth.ts), the categories a key store holds.
+KNOWN_CATEGORIES: tuple[str, ...] = (
+    "pre-key",
+    "session",
+    "sender-key",
+    "sender-key-memory",
+    "app-state-sync-key",
+    "app-state-sync-version",
+    "lid-mapping",
+    "device-list",
+    "tctoken",
+    "identity-key",
+)
+
+# Longest first, so "sender-key-memory-x" is not read as a "sender-key" named "memory-x".
+_BY_LENGTH = tuple(sorted(KNOWN_CATEGORIES, key=len, reverse=True))
+
+
+def file_key_id(key_id: str) -> str:
+    """The id as Baileys' fixFileName writes it into a file name ('/' -> '__', ':' -> '-')."""
+    return key_id.replace("/", "__").replace(":", "-")
+
+
+def file_name(category: str, key_id: str) -> str:
+    """The file that useMultiFileAuthState uses for this key."""
+    return f"{category}-{file_key_id(key_id)}.json"
+
+
+def split_file_name(name: str) -> tuple[str, str] | None:
+    """(category, file-form id) of a key file, or None for creds.json and unknown files.
+
+    The category is the longest known category the name starts with; the id is kept as it
+    appears in the name (already in fixFileName form).
+    """
+    if name == CREDS_FILE or not name.endswith(".json"):
+        return None
+    stem = name[: -len(".json")]
+    for category in _BY_LENGTH:
+        prefix = category + "-"
+        if stem.startswith(prefix) and len(stem) > len(prefix):
+            return category, stem[len(prefix) :]
+    return None
