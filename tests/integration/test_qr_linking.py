@@ -162,3 +162,31 @@ async def test_admin_api_rejects_bad_input(sim: SimHandle, admin: httpx.AsyncCli
     assert (await admin.post("/phones/999999/scan", json={"qr": "x"})).status_code == 404
     assert (await admin.post("/phones", json={"number": number})).status_code == 409
     assert (await admin.post("/phones", json={"number": "abc"})).status_code == 422
+
+
+async def test_keepalive_pings_and_a_stalled_link_is_declared_dead(
+    sim: SimHandle, admin: httpx.AsyncClient
+) -> None:
+    store = MemoryAuthStore()
+    jid = await _link(sim, admin, store)
+    client, events = client_for(sim, store, keepalive_interval=0.1, keepalive_grace=0.3)
+    await client.connect()
+    await events.next(Connected)
+    await asyncio.sleep(0.5)
+    pings = {c["jid"]: c["pings"] for c in (await admin.get("/connections")).json()}
+    assert pings[jid] >= 2  # the client pinged, the server answered, the link stayed up
+    assert client.is_open
+    assert (await admin.post(f"/connections/{jid}/stall")).status_code == 200
+    closed = await events.next(Disconnected, timeout=5)
+    assert isinstance(closed, Disconnected) and closed.code == 408
+    assert not client.is_open
+
+
+async def test_client_answers_the_servers_ping(sim: SimHandle, admin: httpx.AsyncClient) -> None:
+    store = MemoryAuthStore()
+    jid = await _link(sim, admin, store)
+    client, events = client_for(sim, store)
+    await client.connect()
+    await events.next(Connected)
+    assert (await admin.post(f"/connections/{jid}/ping")).json() == {"answered": True}
+    await client.disconnect()

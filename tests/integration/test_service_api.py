@@ -75,7 +75,8 @@ async def test_the_original_flow_survives_a_restart_and_delete(
 
 
 async def test_qr_endpoint_json_and_png(api: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
-    session_id = (await api.post("/sessions", json={"id": "qr-user"})).json()["id"]
+    resp = await api.post("/sessions", json={"id": "qr-user", "pushName": "Desk"})
+    session_id = resp.json()["id"]
     assert session_id == "qr-user"
     qr = (await api.get(f"/sessions/{session_id}/qr")).json()["qr"]
     png = await api.get(f"/sessions/{session_id}/qr", params={"format": "png"})
@@ -84,6 +85,8 @@ async def test_qr_endpoint_json_and_png(api: httpx.AsyncClient, admin: httpx.Asy
     number = await new_phone(admin)
     assert (await admin.post(f"/phones/{number}/scan", json={"qr": qr})).status_code == 200
     await wait_status(api, session_id, "open")
+    phone = (await admin.get(f"/phones/{number}")).json()
+    assert phone["devices"][0]["push_name"] == "Desk"  # announced at login
     resp = await api.get(f"/sessions/{session_id}/qr")
     assert resp.status_code == 409 and resp.json()["error"]["code"] == "already_linked"
 

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.services = Services(settings, db, repo, manager)
             rows = await repo.list()
             for row in rows:
-                manager.add(row.id)
+                manager.add(row.id, push_name=row.push_name)
             log.info("restored %d sessions", len(rows))
             try:
                 yield

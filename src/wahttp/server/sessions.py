@@ -59,12 +59,17 @@ def _now() -> datetime:
 class ManagedSession:
     """One session: its client, its run loop, and the truth about its state."""
 
-    def __init__(self, manager: SessionManager, session_id: str) -> None:
+    def __init__(
+        self, manager: SessionManager, session_id: str, push_name: str | None = None
+    ) -> None:
         self.manager = manager
         self.id = session_id
         self.log = SessionLogger(log, session_id)
         self.store = manager.make_store(session_id)
-        self.client = Client(self.store, manager.client_config(), session_id=session_id)
+        config = manager.client_config()
+        if push_name:
+            config.push_name = push_name
+        self.client = Client(self.store, config, session_id=session_id)
         self.client.add_event_handler(self._on_event)
         self.state = SessionState.CREATED
         self.since = _now()
@@ -253,10 +258,12 @@ class SessionManager:
     def get(self, session_id: str) -> ManagedSession | None:
         return self.sessions.get(session_id)
 
-    def add(self, session_id: str, *, start: bool = True) -> ManagedSession:
+    def add(
+        self, session_id: str, *, start: bool = True, push_name: str | None = None
+    ) -> ManagedSession:
         session = self.sessions.get(session_id)
         if session is None:
-            session = ManagedSession(self, session_id)
+            session = ManagedSession(self, session_id, push_name)
             self.sessions[session_id] = session
         if start:
             session.start()

@@ -43,6 +43,7 @@ def _device_json(server: SimServer, device: Device) -> dict[str, Any]:
         "lid": str(device.lid),
         "connected": str(device.jid) in server.network.connections,
         "pre_keys": len(device.pre_keys),
+        "push_name": device.push_name,
     }
 
 
@@ -121,7 +122,7 @@ def create_admin_app(server: SimServer) -> FastAPI:
     @app.get("/connections")
     async def connections() -> list[dict[str, Any]]:
         return [
-            {"jid": jid, "conn_id": c.conn_id, "active": c.active}
+            {"jid": jid, "conn_id": c.conn_id, "active": c.active, "pings": c.pings}
             for jid, c in server.network.connections.items()
         ]
 
@@ -142,6 +143,23 @@ def create_admin_app(server: SimServer) -> FastAPI:
     async def drop(jid: str) -> dict[str, bool]:
         connection_or_404(jid).abort()
         return {"dropped": True}
+
+    @app.post("/connections/{jid}/stall")
+    async def stall(jid: str) -> dict[str, bool]:
+        """Stop reading and writing on this connection (the TCP link stays up)."""
+        connection_or_404(jid).stalled = True
+        return {"stalled": True}
+
+    @app.post("/connections/{jid}/ping")
+    async def server_ping(jid: str) -> dict[str, bool]:
+        """Send the server's own ping (urn:xmpp:ping); a live client answers it."""
+        conn = connection_or_404(jid)
+        ping = Node("iq", {"from": "s.whatsapp.net", "type": "get", "xmlns": "urn:xmpp:ping"})
+        try:
+            reply = await conn.query(ping, timeout=5)
+        except TimeoutError:
+            return {"answered": False}
+        return {"answered": reply.attr("type") == "result"}
 
     @app.post("/connections/{jid}/stream-error")
     async def stream_error(jid: str, body: StreamError) -> dict[str, bool]:

@@ -47,6 +47,8 @@ class ServerConnection:
         self._queue: list[bytes] = []
         self._ids = itertools.count(1)
         self.active = False
+        self.stalled = False  # fault injection: neither read nor write, like a dead link
+        self.pings = 0
 
     def new_id(self) -> str:
         return f"sim.{self.conn_id}.{next(self._ids)}"
@@ -97,7 +99,7 @@ class ServerConnection:
         return decode_node(self.cipher.decrypt(await self._recv_frame()))
 
     async def send_node(self, node: Node) -> None:
-        if self.cipher is None:
+        if self.cipher is None or self.stalled:
             return
         data = encode_node(node)
         async with self._send_lock:

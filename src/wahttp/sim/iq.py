@@ -44,6 +44,7 @@ async def handle(server: SimServer, conn: ServerConnection, node: Node) -> None:
 
 
 async def _ping(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    conn.pings += 1
     return result(node)
 
 

@@ -34,6 +34,7 @@ class Device:
     signed_pre_key: SignedPreKeyRecord
     key_index: int
     pre_keys: dict[int, bytes] = field(default_factory=dict)
+    push_name: str | None = None
 
     @property
     def jid(self) -> Jid:

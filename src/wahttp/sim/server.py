@@ -105,6 +105,8 @@ class SimServer:
             replaced = Node("conflict", {"type": "replaced"})
             asyncio.create_task(previous.stream_error(None, replaced))  # noqa: RUF006
         conn.device = device
+        if conn.payload.pushName:
+            device.push_name = conn.payload.pushName
         self.network.connections[key] = conn
         now = str(int(time.time()))
         success = Node(
@@ -135,6 +137,8 @@ class SimServer:
 
     # -- stanzas -----------------------------------------------------------------------------
     async def dispatch(self, conn: ServerConnection, node: Node) -> None:
+        if conn.stalled:
+            return
         if node.tag == "iq" and node.attr("type") in ("result", "error"):
             fut = conn.pending.pop(node.attr("id") or "", None)
             if fut is not None and not fut.done():

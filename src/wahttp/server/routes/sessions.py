@@ -37,7 +37,7 @@ async def create_session(services: ServicesDep, body: CreateSession | None = Non
     if await services.repo.get(session_id) is not None:
         raise ApiError(409, "session_exists", f"a session with id {session_id!r} exists already")
     await services.repo.create(session_id, webhook_url=body.webhook_url, push_name=body.push_name)
-    services.manager.add(session_id)
+    services.manager.add(session_id, push_name=body.push_name)
     return Created(id=session_id)
 
 

@@ -22,6 +22,8 @@ class ClientConfig:
     connect_timeout: float = 20.0
     query_timeout: float = 60.0
     keepalive_interval: float = 25.0
+    # Silence longer than interval + grace means the link is dead (Baileys: 30 s + 5 s).
+    keepalive_grace: float = 5.0
     # How long the first QR stays valid, then each following one.
     qr_first_timeout: float = 60.0
     qr_next_timeout: float = 20.0

@@ -25,7 +25,7 @@ async def _loop(client: Client) -> None:
     while True:
         await asyncio.sleep(interval)
         silent_for = loop.time() - client.last_received
-        if silent_for > interval + 5:
+        if silent_for > interval + client.config.keepalive_grace:
             await client.close(CONNECTION_LOST, "connection lost: no data from the server")
             return
         ping = Node("iq", {"to": S_WHATSAPP_NET, "type": "get", "xmlns": "w:p"}, [Node("ping", {})])
