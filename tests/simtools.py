@@ -9,26 +9,31 @@ import httpx
 
 from wahttp.sim.runner import SimHandle
 from wahttp.wa.auth import MemoryAuthStore
-from wahttp.wa.client import Client, ClientConfig, Event
+from wahttp.wa.client import Client, ClientConfig, Connected, Event, QRCode
 
 
 @dataclass
 class Recorder:
-    """Collects a client's events and lets a test wait for the next one of a kind."""
+    """Collects a client's events; `next(kind)` returns each event of a kind once, in order,
+    without dropping events of other kinds that arrive meanwhile."""
 
     events: list[Event] = field(default_factory=list)
-    _queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    _taken: set[int] = field(default_factory=set)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
-        self._queue.put_nowait(event)
+        self._changed.set()
 
     async def next(self, kind: type[Event], timeout: float = 15.0) -> Event:
         async with asyncio.timeout(timeout):
             while True:
-                event = await self._queue.get()
-                if isinstance(event, kind):
-                    return event
+                for index, event in enumerate(self.events):
+                    if index not in self._taken and isinstance(event, kind):
+                        self._taken.add(index)
+                        return event
+                self._changed.clear()
+                await self._changed.wait()
 
     def of(self, kind: type[Event]) -> list[Event]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -57,3 +62,37 @@ async def scan(admin: httpx.AsyncClient, number: str, qr: str) -> dict[str, obje
     assert resp.status_code == 200, resp.text
     data: dict[str, object] = resp.json()
     return data
+
+
+@dataclass
+class Linked:
+    """A client linked to a simulated phone and connected."""
+
+    client: Client
+    events: Recorder
+    store: MemoryAuthStore
+    number: str
+    jid: str
+
+    async def reconnect(self, sim: SimHandle) -> None:
+        self.client, self.events = client_for(sim, self.store)
+        await self.client.connect()
+        await self.events.next(Connected)
+
+
+async def linked_client(sim: SimHandle, admin: httpx.AsyncClient) -> Linked:
+    """Link a new client to a new phone by QR and return it connected."""
+    store = MemoryAuthStore()
+    client, events = client_for(sim, store)
+    runner = asyncio.create_task(client.run())
+    qr = await events.next(QRCode)
+    assert isinstance(qr, QRCode)
+    number = await new_phone(admin)
+    device = await scan(admin, number, qr.qr)
+    await events.next(Connected)
+    await client.disconnect()
+    await runner
+    client, events = client_for(sim, store)
+    await client.connect()
+    await events.next(Connected)
+    return Linked(client, events, store, number, str(device["jid"]))

@@ -90,6 +90,8 @@ def _serve(args: argparse.Namespace) -> None:
     if args.port is not None:
         settings.port = args.port
     logging.getLogger().setLevel(settings.log_level.upper())
+    # httpx logs whole request URLs at INFO; webhook URLs may carry tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -3,6 +3,8 @@
 //        [--pair-number 15551234567] [--qr-timeout-ms N]
 // Prints one JSON object per line on stdout (events); reads JSON commands on stdin:
 //   {"cmd": "stop"}  close the socket and exit 0
+//   {"cmd": "send", "to": "<jid>", "text": "...", "ref": "..."}  -> {"event": "sent", "ref", "id"}
+//   {"cmd": "read", "key": {remoteJid, id, fromMe, participant?}}  send a read receipt
 import { parseArgs } from 'node:util'
 import readline from 'node:readline'
 import { makeWASocket, useMultiFileAuthState, WA_CERT_DETAILS, DisconnectReason } from 'baileys'
@@ -40,6 +42,30 @@ async function start () {
     await saveCreds()
     emit({ event: 'creds' })
   })
+  sock.ev.on('messages.upsert', ({ messages, type }) => {
+    for (const m of messages) {
+      const text = m.message?.conversation ?? m.message?.extendedTextMessage?.text ?? null
+      emit({
+        event: 'message',
+        upsertType: type,
+        id: m.key.id,
+        remoteJid: m.key.remoteJid,
+        fromMe: !!m.key.fromMe,
+        text,
+        stub: m.messageStubType ?? null,
+        stubParams: m.messageStubParameters ?? null,
+        key: m.key,
+      })
+    }
+  })
+  sock.ev.on('messages.update', (updates) => {
+    for (const u of updates) {
+      if (u.update?.status !== undefined) emit({ event: 'status', id: u.key.id, status: u.update.status })
+    }
+  })
+  sock.ev.on('message-receipt.update', (updates) => {
+    for (const u of updates) emit({ event: 'receipt', id: u.key.id, receipt: u.receipt })
+  })
   let askedCode = false
   sock.ev.on('connection.update', async (update) => {
     const { connection, lastDisconnect, qr } = update
@@ -70,6 +96,19 @@ async function start () {
 readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   let cmd
   try { cmd = JSON.parse(line) } catch { emit({ event: 'error', where: 'stdin', message: 'bad json' }); return }
+  if (cmd.cmd === 'send') {
+    try {
+      const sent = await sock.sendMessage(cmd.to, { text: cmd.text })
+      emit({ event: 'sent', ref: cmd.ref ?? null, id: sent.key.id })
+    } catch (err) {
+      emit({ event: 'send-error', ref: cmd.ref ?? null, message: String(err) })
+    }
+    return
+  }
+  if (cmd.cmd === 'read') {
+    try { await sock.readMessages([cmd.key]) } catch (err) { emit({ event: 'send-error', message: String(err) }) }
+    return
+  }
   if (cmd.cmd === 'stop') {
     stopping = true
     try { sock?.end(undefined) } catch {}

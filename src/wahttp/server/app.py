@@ -13,10 +13,14 @@ from wahttp import __version__
 from wahttp.server import errors
 from wahttp.server.db import Database, start_embedded
 from wahttp.server.deps import Services
+from wahttp.server.events import ServiceEvents
+from wahttp.server.messages import MessageRepository
 from wahttp.server.routes import health, sessions
+from wahttp.server.routes import webhooks as webhook_routes
 from wahttp.server.sessions import SessionManager, StoreFactory
 from wahttp.server.settings import Settings
 from wahttp.server.store import PostgresAuthStore, SessionRepository
+from wahttp.server.webhooks import Webhooks
 from wahttp.wa.auth.multifile import FolderMirror
 from wahttp.wa.auth.store import AuthStore
 
@@ -53,10 +57,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             db = await open_database(settings, stack)
             repo = SessionRepository(db)
+            hooks = Webhooks(
+                db,
+                global_url=settings.webhook_url,
+                global_secret=settings.webhook_secret,
+                max_attempts=settings.webhook_max_attempts,
+                base_delay=settings.webhook_backoff_base,
+                max_delay=settings.webhook_backoff_max,
+                timeout=settings.webhook_timeout,
+                concurrency=settings.webhook_concurrency,
+            )
+            hooks.start()
+            # Runs after the sessions stop (below) and before the pool closes.
+            stack.push_async_callback(hooks.stop, settings.shutdown_timeout)
 
             async def forget(session_id: str) -> None:
                 await repo.delete(session_id)
 
+            messages = MessageRepository(db)
+            events = ServiceEvents(messages, hooks)
             manager = SessionManager(
                 store_factory(db, settings),
                 settings.client_config,
@@ -65,8 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reconnect_max=settings.reconnect_max,
                 pairing_wait=settings.pairing_wait,
                 on_logged_out=forget,
+                events=events,
             )
-            app.state.services = Services(settings, db, repo, manager)
+            manager.add_listener(events.on_status)
+            app.state.services = Services(settings, db, repo, manager, messages, hooks)
             rows = await repo.list()
             for row in rows:
                 manager.add(row.id, push_name=row.push_name)
@@ -85,4 +106,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(sessions.router)
+    app.include_router(webhook_routes.router)
     return app

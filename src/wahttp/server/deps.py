@@ -9,11 +9,13 @@ from fastapi import Depends, Path, Request
 
 from wahttp.server.db import Database
 from wahttp.server.errors import not_found
+from wahttp.server.messages import MessageRepository
 from wahttp.server.schemas import SESSION_ID_PATTERN
 from wahttp.server.sessions import ManagedSession, SessionManager
 from wahttp.server.settings import Settings
 from wahttp.server.store import SessionRepository
 from wahttp.server.store import SessionRow as StoredSession
+from wahttp.server.webhooks import Webhooks
 
 
 @dataclass
@@ -22,6 +24,8 @@ class Services:
     db: Database
     repo: SessionRepository
     manager: SessionManager
+    messages: MessageRepository
+    webhooks: Webhooks
 
 
 def get_services(request: Request) -> Services:

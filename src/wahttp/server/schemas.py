@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wahttp.server.webhooks import check_url
 from wahttp.wa.client.pair_code import normalize_number
+from wahttp.wa.jid import LID, S_WHATSAPP_NET, Jid
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -22,8 +24,8 @@ class CreateSession(BaseModel):
     @field_validator("webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("the webhook URL must start with http:// or https://")
+        if value is not None:
+            check_url(value)  # InvalidWebhookUrl is a ValueError: a 400 with its reason
         return value
 
     @field_validator("id")
@@ -32,6 +34,54 @@ class CreateSession(BaseModel):
         if value is not None and set(value) <= {"."}:
             raise ValueError("a session id cannot be only dots")
         return value
+
+
+MAX_TEXT = 65536
+
+
+class SendMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    to: str = Field(min_length=1, max_length=128, description="phone number (+E.164) or JID")
+    message: str = Field(min_length=1, description="the text to send")
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the message is empty")
+        return value
+
+
+class SendResponse(BaseModel):
+    success: bool
+    messageId: str  # the original's field name
+    timestamp: int
+
+
+class MessageStatus(BaseModel):
+    id: str
+    chat: str
+    from_me: bool
+    status: str
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    read_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def parse_recipient(to: str) -> Jid:
+    """A phone number or a user JID; ValueError saying why otherwise. One place for this rule."""
+    text = to.strip()
+    if "@" not in text:
+        return Jid(normalize_number(text), S_WHATSAPP_NET)
+    jid = Jid.parse(text)
+    if jid.is_group() or jid.server not in (S_WHATSAPP_NET, LID):
+        raise ValueError("only user chats (@s.whatsapp.net or @lid) can be messaged so far")
+    if not jid.user.isdigit():
+        raise ValueError("a user JID has digits before the @")
+    return jid.to_non_ad()
 
 
 class Created(BaseModel):

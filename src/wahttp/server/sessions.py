@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from wahttp.server.events import ServiceEvents
 from wahttp.server.state import SessionState
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.client import (
@@ -29,7 +30,11 @@ from wahttp.wa.client import (
     PairSuccess,
     QRCode,
 )
+from wahttp.wa.client.events import MessageAck, MessageReceived
+from wahttp.wa.client.messages import new_message_id, text_message
+from wahttp.wa.client.send import SendResult, send_message
 from wahttp.wa.errors import CertificateError, ConnectionClosed, HandshakeError, WAError
+from wahttp.wa.jid import Jid
 from wahttp.wa.logs import SessionLogger
 
 log = logging.getLogger(__name__)
@@ -126,6 +131,10 @@ class ManagedSession:
             self.log.info("linked to %s", event.jid)
         elif isinstance(event, Disconnected | LoggedOut):
             self.last_disconnect = DisconnectInfo(event.code, event.reason, _now())
+        elif isinstance(event, MessageReceived) and self.manager.events is not None:
+            await self.manager.events.on_message(self.id, event)
+        elif isinstance(event, MessageAck) and self.manager.events is not None:
+            await self.manager.events.on_ack(self.id, event)
 
     async def _run(self) -> None:
         attempt = 0
@@ -201,6 +210,21 @@ class ManagedSession:
         async with asyncio.timeout(timeout):
             await self._registering.wait()
 
+    async def send_text(self, to: Jid, text: str) -> SendResult:
+        """Send a text; its status is recorded (pending, then sent or failed)."""
+        events = self.manager.events
+        message_id = new_message_id()
+        if events is not None:
+            await events.before_send(self.id, message_id, str(to))
+        ok = False
+        try:
+            result = await send_message(self.client, to, text_message(text), message_id)
+            ok = True
+            return result
+        finally:
+            if events is not None:
+                await events.after_send(self.id, message_id, str(to), ok)
+
     async def request_pairing_code(self, number: str) -> str:
         await self.wait_registering(self.manager.pairing_wait)
         return await self.client.request_pairing_code(number)
@@ -227,7 +251,9 @@ class SessionManager:
         reconnect_max: float = 60.0,
         pairing_wait: float = 20.0,
         on_logged_out: Callable[[str], Awaitable[None]] | None = None,
+        events: ServiceEvents | None = None,
     ) -> None:
+        self.events = events
         self.make_store = make_store
         self.client_config = client_config
         self.auth_dir = auth_dir

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wahttp.server.webhooks import check_url
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
 from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
 
@@ -41,6 +43,23 @@ class Settings(BaseSettings):
         20.0, alias="WAHTTP_PAIRING_WAIT", gt=0, description="wait for a registration stream"
     )
     log_level: str = Field("INFO", alias="WAHTTP_LOG_LEVEL")
+    webhook_url: str | None = Field(
+        None, alias="WAHTTP_WEBHOOK_URL", description="global webhook: every session's events"
+    )
+    webhook_secret: str | None = Field(None, alias="WAHTTP_WEBHOOK_SECRET", min_length=16)
+    webhook_max_attempts: int = Field(10, alias="WAHTTP_WEBHOOK_MAX_ATTEMPTS", ge=1)
+    webhook_timeout: float = Field(10.0, alias="WAHTTP_WEBHOOK_TIMEOUT", gt=0)
+    webhook_backoff_base: float = Field(1.0, alias="WAHTTP_WEBHOOK_BACKOFF_BASE", gt=0)
+    webhook_backoff_max: float = Field(300.0, alias="WAHTTP_WEBHOOK_BACKOFF_MAX", gt=0)
+    webhook_concurrency: int = Field(8, alias="WAHTTP_WEBHOOK_CONCURRENCY", ge=1)
+
+    @model_validator(mode="after")
+    def _webhook(self) -> Self:
+        if self.webhook_url:
+            check_url(self.webhook_url)
+            if not self.webhook_secret:
+                raise ValueError("WAHTTP_WEBHOOK_URL needs WAHTTP_WEBHOOK_SECRET (16+ characters)")
+        return self
 
     @field_validator("wa_root_key")
     @classmethod

@@ -14,6 +14,7 @@ from wahttp.sim.network import Account, Device
 from wahttp.sim.pair_code import enter_code
 from wahttp.sim.server import SimServer
 from wahttp.wa.binary import Node
+from wahttp.wa.jid import Jid
 
 Number = Annotated[str, Path(pattern=r"^\d{5,16}$", description="phone number, digits only")]
 
@@ -29,6 +30,11 @@ class Scan(BaseModel):
 
 class EnterCode(BaseModel):
     code: str = Field(min_length=8, max_length=12, pattern=r"^[0-9A-Za-z\- ]+$")
+
+
+class PhoneMessage(BaseModel):
+    to: str = Field(min_length=5, max_length=64, description="a number or a JID")
+    text: str = Field(min_length=1, max_length=65536)
 
 
 class StreamError(BaseModel):
@@ -112,6 +118,38 @@ def create_admin_app(server: SimServer) -> FastAPI:
         """The phone's user types the code a companion shows (Linked devices > Link with number)."""
         device = await enter_code(server, account_or_404(number), body.code)
         return _device_json(server, device)
+
+    @app.post("/phones/{number}/messages", status_code=201)
+    async def phone_send(number: Number, body: PhoneMessage) -> dict[str, Any]:
+        """The phone sends a text (end-to-end encrypted) to a number or JID."""
+        account = account_or_404(number)
+        target = body.to.lstrip("+")
+        try:
+            jid = Jid.parse(target) if "@" in target else Jid(target, "s.whatsapp.net")
+        except ValueError as exc:
+            raise HTTPException(400, f"bad recipient: {exc}") from exc
+        try:
+            item = await account.phone_peer.send_text(server.router, jid, body.text)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return vars(item).copy()
+
+    @app.get("/phones/{number}/messages")
+    async def phone_inbox(number: Number) -> dict[str, Any]:
+        """What the phone received (decrypted) and the status of what it sent."""
+        peer = account_or_404(number).phone_peer
+        return {
+            "received": peer.inbox_json(),
+            "sent": [vars(i).copy() for i in peer.sent.values()],
+            "undecryptable": peer.undecryptable,
+        }
+
+    @app.post("/phones/{number}/messages/{message_id}/read")
+    async def phone_read(number: Number, message_id: str) -> dict[str, bool]:
+        """The phone's user opens the chat: a read receipt goes to the sender."""
+        if not await account_or_404(number).phone_peer.mark_read(server.router, message_id):
+            raise HTTPException(404, f"no received message {message_id}")
+        return {"read": True}
 
     @app.delete("/phones/{number}/devices/{device_id}", status_code=204)
     async def unlink(number: Number, device_id: Annotated[int, Path(ge=1, le=99)]) -> None:

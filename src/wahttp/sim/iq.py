@@ -11,6 +11,7 @@ from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
     from wahttp.sim.connection import ServerConnection
+    from wahttp.sim.network import Device
     from wahttp.sim.server import SimServer
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,67 @@ async def _link_code(server: SimServer, conn: ServerConnection, node: Node) -> N
     return await on_companion_reg(server, conn, node)
 
 
+async def _usync(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    usync = node.child("usync")
+    listing = usync.child("list") if usync is not None else None
+    users = []
+    for user in listing.children("user") if listing is not None else []:
+        jid = user.attr_jid("jid")
+        account = server.network.account_by_user(jid.user) if jid is not None else None
+        if account is None:
+            users.append(Node("user", {"jid": user.attr("jid") or ""}, [Node("devices", {})]))
+            continue
+        devices = [Node("device", {"id": "0"})] + [
+            Node("device", {"id": str(d.device_id), "key-index": str(d.key_index)})
+            for d in account.devices.values()
+        ]
+        children = [
+            Node("devices", {}, [Node("device-list", {}, devices)]),
+            Node("lid", {"val": str(account.phone.lid)}),
+        ]
+        users.append(Node("user", {"jid": user.attr("jid") or ""}, children))
+    reply = Node("usync", dict(usync.attrs) if usync else {}, [Node("list", {}, users)])
+    return result(node, [reply])
+
+
+async def _key_fetch(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    from wahttp.sim.phone_peer import bundle_for
+    from wahttp.wa.client.keybundle import bundle_children
+
+    key = node.child("key")
+    users = []
+    for user in key.children("user") if key is not None else []:
+        found = server.router.resolve(user.attr_jid("jid"))
+        bundle = await bundle_for(server.network, (found[0].number, found[1])) if found else None
+        attrs = {"jid": user.attr("jid") or ""}
+        if bundle is None:
+            users.append(
+                Node("user", attrs, [Node("error", {"code": "404", "text": "item-not-found"})])
+            )
+        else:
+            users.append(Node("user", attrs, bundle_children(bundle)))
+            if found is not None and found[1] != 0:
+                await _warn_low_pre_keys(server, found[0].devices[found[1]])
+    return result(node, [Node("list", {}, users)])
+
+
+LOW_PRE_KEYS = 5
+
+
+async def _warn_low_pre_keys(server: SimServer, device: Device) -> None:
+    """Tell a device its one-time pre-keys run low, as the real server does."""
+    if len(device.pre_keys) >= LOW_PRE_KEYS:
+        return
+    conn = server.network.connections.get(str(device.jid))
+    if conn is not None:
+        count = Node("count", {"value": str(len(device.pre_keys))})
+        note = {"from": S_WHATSAPP_NET, "type": "encrypt", "id": conn.new_id(), "t": "0"}
+        await conn.send_node(Node("notification", note, [count]))
+
+
 HANDLERS: dict[tuple[str, str], Handler] = {
+    ("usync", "usync"): _usync,
+    ("encrypt", "key"): _key_fetch,
     ("md", "link_code_companion_reg"): _link_code,
     ("w:p", "ping"): _ping,
     ("urn:xmpp:ping", ""): _ping,

@@ -12,6 +12,7 @@ from wahttp.wa.jid import Jid
 if TYPE_CHECKING:
     from wahttp.sim.connection import ServerConnection
     from wahttp.sim.pair_code import CodeRequest
+    from wahttp.sim.phone_peer import PhonePeer
 
 
 @dataclass
@@ -50,6 +51,12 @@ class Account:
     phone: Phone
     devices: dict[int, Device] = field(default_factory=dict)
     next_device_id: int = 1
+    phone_peer: PhonePeer = field(init=False)
+
+    def __post_init__(self) -> None:
+        from wahttp.sim.phone_peer import PhonePeer
+
+        self.phone_peer = PhonePeer(self.phone)
 
     @property
     def number(self) -> str:
@@ -61,6 +68,7 @@ class Network:
 
     def __init__(self) -> None:
         self.accounts: dict[str, Account] = {}
+        self.by_lid: dict[str, str] = {}  # lid user -> phone number
         self.connections: dict[str, ServerConnection] = {}  # device JID string -> connection
         self.registrations: dict[str, ServerConnection] = {}  # QR ref -> unlinked connection
         self.code_requests: dict[int, CodeRequest] = {}  # connection id -> pairing-code request
@@ -73,6 +81,14 @@ class Network:
         phone = Phone(number=number, lid_user=lid_user, push_name=push_name or f"Phone {number}")
         account = Account(phone)
         self.accounts[number] = account
+        self.by_lid[lid_user] = number
+        return account
+
+    def account_by_user(self, user: str) -> Account | None:
+        """The account of a PN number or a LID user."""
+        account = self.accounts.get(user)
+        if account is None and user in self.by_lid:
+            account = self.accounts.get(self.by_lid[user])
         return account
 
     def _free_number(self) -> str:

@@ -16,6 +16,7 @@ from wahttp.sim import iq as iq_handlers
 from wahttp.sim import linking, pair_code
 from wahttp.sim.connection import ServerConnection
 from wahttp.sim.network import Network
+from wahttp.sim.routing import Router
 from wahttp.wa.binary import Node
 from wahttp.wa.certs import issue_cert_chain
 from wahttp.wa.crypto import KeyPair
@@ -45,6 +46,7 @@ class SimServer:
         self.static_key = self.keys.static
         self.cert_chain = issue_cert_chain(self.keys.root, self.keys.static.public)
         self.network = network or Network()
+        self.router = Router(self.network)
         self._server: Server | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -121,9 +123,9 @@ class SimServer:
             },
         )
         await conn.send_node(success)
-        await conn.send_node(
-            Node("ib", {"from": S_WHATSAPP_NET}, [Node("offline", {"count": "0"})])
-        )
+        backlog = await self.router.flush((device.number, device.device_id), conn)
+        offline = Node("offline", {"count": str(backlog)})
+        await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [offline]))
 
     def on_closed(self, conn: ServerConnection) -> None:
         if conn.device is not None:
@@ -146,7 +148,19 @@ class SimServer:
             return
         if node.tag == "iq":
             await iq_handlers.handle(self, conn, node)
-        # presence, ib, ack, receipt: accepted silently until messaging routes them.
+            return
+        device = conn.device
+        if device is None:
+            return
+        key = (device.number, device.device_id)
+        if node.tag == "message":
+            ack = await self.router.route_message(key, node, device.push_name)
+            await conn.send_node(ack)
+        elif node.tag == "receipt":
+            await self.router.route_receipt(key, node)
+        elif node.tag == "ack":
+            self.router.acked(key, node.attr("id") or "")
+        # presence and ib are accepted silently.
 
     # -- admin actions -----------------------------------------------------------------------
     async def unlink(self, number: str, device_id: int) -> bool:
@@ -154,6 +168,7 @@ class SimServer:
         device = self.network.remove_device(number, device_id)
         if device is None:
             return False
+        self.router.forget_device((number, device_id))
         conn = self.network.connections.get(str(device.jid))
         if conn is not None:
             await conn.stream_error(401, Node("conflict", {"type": "device_removed"}))

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import secrets
 from typing import Annotated, Literal
 
 import segno
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from wahttp.server.deps import ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
 from wahttp.server.schemas import (
+    MAX_TEXT,
     Created,
     CreateSession,
     Deleted,
     Disconnect,
+    MessageStatus,
     PairRequest,
     PairResponse,
     QRResponse,
+    SendMessage,
+    SendResponse,
     SessionStatus,
     SessionSummary,
+    parse_recipient,
 )
 from wahttp.server.state import SessionState
+from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
@@ -111,6 +118,43 @@ async def session_qr(
         segno.make(qr, error="l").save(buffer, kind="png", scale=6, border=2)
         return Response(buffer.getvalue(), media_type="image/png")
     return QRResponse(qr=qr)
+
+
+@router.post(
+    "/{session_id}/send-message",
+    response_model=SendResponse,
+    responses={409: {"description": "the session is not open"}, 413: {"description": "too long"}},
+)
+async def send_message(row: SessionRow, body: SendMessage, services: ServicesDep) -> SendResponse:
+    """Send a text, end-to-end encrypted; answers once WhatsApp's server has accepted it."""
+    try:
+        to = parse_recipient(body.to)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_recipient", f"to: {exc}") from exc
+    if len(body.message) > MAX_TEXT:
+        raise ApiError(413, "message_too_long", f"a text has at most {MAX_TEXT} characters")
+    session = services.manager.get(row.id)
+    if session is None or session.state != SessionState.OPEN:
+        state = session.state if session is not None else SessionState.STOPPED
+        raise ApiError(409, "session_not_open", f"the session is {state}", state=str(state))
+    try:
+        result = await session.send_text(to, body.message)
+    except SendError as exc:
+        raise ApiError(502, "send_failed", str(exc)) from exc
+    except WAError as exc:
+        raise ApiError(503, "not_connected", f"the message could not be sent: {exc}") from exc
+    return SendResponse(success=True, messageId=result.id, timestamp=result.timestamp)
+
+
+@router.get("/{session_id}/messages/{message_id}", response_model=MessageStatus)
+async def message_status(
+    row: SessionRow, message_id: Annotated[str, Path(max_length=128)], services: ServicesDep
+) -> MessageStatus:
+    """Delivery status of a message this session sent (or received)."""
+    found = await services.messages.get(row.id, message_id)
+    if found is None:
+        raise ApiError(404, "message_not_found", f"no message {message_id!r} in this session")
+    return MessageStatus(**dataclasses.asdict(found))
 
 
 @router.post("/{session_id}/pair-request", response_model=PairResponse)

@@ -7,8 +7,11 @@ from wahttp.wa.client.events import (
     Disconnected,
     Event,
     LoggedOut,
+    MessageAck,
+    MessageReceived,
     PairSuccess,
     QRCode,
+    UndecryptableMessage,
 )
 
 __all__ = [
@@ -18,6 +21,9 @@ __all__ = [
     "Disconnected",
     "Event",
     "LoggedOut",
+    "MessageAck",
+    "MessageReceived",
     "PairSuccess",
     "QRCode",
+    "UndecryptableMessage",
 ]

@@ -12,18 +12,22 @@ import inspect
 import itertools
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wahttp.wa.auth.creds import Creds, new_creds
+from wahttp.wa.auth.signal_store import SignalStore
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.binary import Node
 from wahttp.wa.client import handlers
+from wahttp.wa.client import send as send_mod
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.connection import NodeConnection, open_connection
 from wahttp.wa.client.events import Disconnected, Event, LoggedOut
+from wahttp.wa.client.messages import Message, text_message
 from wahttp.wa.errors import ConnectionClosed, IQError, WAError
-from wahttp.wa.jid import S_WHATSAPP_NET
+from wahttp.wa.jid import S_WHATSAPP_NET, Jid
 from wahttp.wa.logs import SessionLogger
 from wahttp.wa.transport import CLOSED_BY_TRANSPORT, Transport
 
@@ -34,6 +38,8 @@ TransportFactory = Callable[[], Awaitable[Transport]]
 # Codes after which the stored auth is void and the device must be linked again.
 LOGGED_OUT_CODES = frozenset({401, 403, 406})
 RESTART_REQUIRED = 515
+# How many sent messages are kept for answering retry receipts.
+RECENT_SENT = 1000
 
 
 class Client:
@@ -64,6 +70,13 @@ class Client:
         self._id_prefix = f"{secrets.randbelow(100000)}.{secrets.randbelow(100000)}-"
         self.is_open = False  # true between <success> handling and the close
         self.last_received = 0.0
+        # Messaging state: Signal operations are serialised; acks resolve send waiters.
+        self.e2e_lock = asyncio.Lock()
+        self.device_fetched: dict[str, float] = {}
+        self.recent_sent: OrderedDict[str, tuple[Jid, Message]] = OrderedDict()
+        self.retry_counts: dict[str, int] = {}
+        self._acks: dict[str, asyncio.Future[Node]] = {}
+        self._signal: SignalStore | None = None
 
     # -- credentials -------------------------------------------------------------------------
     @property
@@ -83,17 +96,35 @@ class Client:
     async def save_creds(self) -> None:
         await self.store.save_creds(self.creds)
 
+    @property
+    def signal(self) -> SignalStore:
+        if self._signal is None or self._signal.creds is not self.creds:
+            self._signal = SignalStore(self.store, self.creds)
+        return self._signal
+
+    @property
+    def me(self) -> Jid:
+        """Our own device JID (PN); raises when not linked."""
+        me = self.creds.me
+        if me is None or self.creds.account is None:
+            raise WAError("not linked")
+        return Jid.parse(me.id)
+
     # -- events ------------------------------------------------------------------------------
     def add_event_handler(self, handler: EventHandler) -> None:
         self._event_handlers.append(handler)
 
-    async def emit(self, event: Event) -> None:
+    async def emit(self, event: Event, *, must_succeed: bool = False) -> None:
+        """Run the handlers in order. With must_succeed a failing handler's error propagates,
+        so the caller does not acknowledge what the owner could not take (it is redelivered)."""
         for handler in list(self._event_handlers):
             try:
                 result = handler(event)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
+                if must_succeed:
+                    raise
                 self.log.exception("event handler failed on %s", type(event).__name__)
 
     # -- connection life cycle ---------------------------------------------------------------
@@ -195,10 +226,11 @@ class Client:
         self.is_open = False
         for task in list(self._tasks):
             task.cancel()
-        for fut in self._pending.values():
+        for fut in [*self._pending.values(), *self._acks.values()]:
             if not fut.done():
                 fut.set_exception(ConnectionClosed(code, reason))
         self._pending.clear()
+        self._acks.clear()
         if self._closed is not None and not self._closed.done():
             self._closed.set_result((code, reason))
         self.log.info("connection closed (%s): %s", code, reason)
@@ -250,6 +282,32 @@ class Client:
         if self._conn is None or not self.connected:
             raise ConnectionClosed(CLOSED_BY_TRANSPORT, "not connected")
         await self._conn.send_node(node)
+
+    async def send_and_wait_ack(self, node: Node, timeout: float) -> Node:
+        """Send a stanza and wait for the server's <ack> with its id."""
+        message_id = node.attrs["id"]
+        fut: asyncio.Future[Node] = asyncio.get_running_loop().create_future()
+        self._acks[message_id] = fut
+        try:
+            await self.send_node(node)
+            return await send_mod.wait_acked(fut, timeout)
+        finally:
+            self._acks.pop(message_id, None)
+
+    def resolve_ack(self, message_id: str, node: Node) -> None:
+        fut = self._acks.get(message_id)
+        if fut is not None and not fut.done():
+            fut.set_result(node)
+
+    def remember_sent(self, message_id: str, chat: Jid, message: Message) -> None:
+        """Keep recent messages to re-encrypt them when a device sends a retry receipt."""
+        self.recent_sent[message_id] = (chat, message)
+        while len(self.recent_sent) > RECENT_SENT:
+            self.recent_sent.popitem(last=False)
+
+    async def send_text(self, to: Jid, text: str) -> send_mod.SendResult:
+        """Send a text to a chat (user JID); returns once the server has acked it."""
+        return await send_mod.send_message(self, to, text_message(text))
 
     async def query(self, node: Node, timeout: float | None = None) -> Node:
         """Send an iq and wait for its result; type=error raises IQError."""

@@ -44,4 +44,49 @@ class LoggedOut:
     reason: str
 
 
-Event = QRCode | PairSuccess | Connected | Disconnected | LoggedOut
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A decrypted message. `chat` is the conversation, `sender` the device that wrote it."""
+
+    id: str
+    chat: str
+    sender: str
+    from_me: bool
+    timestamp: int
+    push_name: str | None
+    kind: str  # text, reaction, protocol, sender_key, unknown
+    text: str | None
+    sender_alt: str | None = None  # the sender's LID (or PN) when the server tells it
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAck:
+    """A receipt for messages we sent: `status` is delivered, read or played."""
+
+    ids: tuple[str, ...]
+    chat: str
+    device: str
+    status: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class UndecryptableMessage:
+    """A message that could not be decrypted; a retry receipt asked the sender to resend it."""
+
+    id: str
+    chat: str
+    sender: str
+    retry_count: int
+
+
+Event = (
+    QRCode
+    | PairSuccess
+    | Connected
+    | Disconnected
+    | LoggedOut
+    | MessageReceived
+    | MessageAck
+    | UndecryptableMessage
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from wahttp.wa.client import ib, iq, login, notification, stream
+from wahttp.wa.client import ib, iq, login, notification, receipts, receive, stream
 
 if TYPE_CHECKING:
     from wahttp.wa.binary import Node
@@ -21,6 +21,8 @@ TABLE: dict[str, Handler] = {
     "xmlstreamend": stream.on_stream_end,
     "ib": ib.on_ib,
     "notification": notification.on_notification,
-    "receipt": ib.ack_only,
+    "receipt": receipts.on_receipt,
+    "message": receive.on_message,
+    "ack": receipts.on_ack,
     "call": ib.ack_only,
 }

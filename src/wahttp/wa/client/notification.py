@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import pair_code
+from wahttp.wa.client import pair_code, prekeys, usync
 from wahttp.wa.client.ib import ack_for
 
 if TYPE_CHECKING:
@@ -17,4 +17,18 @@ async def on_notification(client: Client, node: Node) -> None:
     if kind == "link_code_companion_reg":
         await pair_code.on_primary_hello(client, node)
         return
+    if kind == "devices":
+        # A user's device list changed: fetch it again before the next send.
+        who = node.attr_jid("from")
+        if who is not None:
+            usync.invalidate(client, who.user)
+    elif kind == "encrypt" and node.child("count") is not None:
+        # The server is running out of our one-time pre-keys.
+        count = node.child("count")
+        if count is not None and count.attr_int("value", 0) < client.config.min_pre_keys:
+            client.spawn(prekeys.upload(client, 50), "wa-prekeys")
+    elif kind == "encrypt" and node.child("identity") is not None:
+        who = node.attr_jid("from")
+        if who is not None:
+            usync.invalidate(client, who.user)
     await client.send_node(ack_for(node))

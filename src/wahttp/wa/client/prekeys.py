@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
+from wahttp.wa.client.keybundle import BundleError, parse_bundle
 from wahttp.wa.crypto import KeyPair
-from wahttp.wa.jid import S_WHATSAPP_NET
+from wahttp.wa.jid import S_WHATSAPP_NET, Jid
+from wahttp.wa.signal import PreKeyBundle
 
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
@@ -77,3 +79,23 @@ def _key_node(key_id: int, pair: KeyPair) -> Node:
     return Node(
         "key", {}, [Node("id", {}, key_id.to_bytes(3, "big")), Node("value", {}, pair.public)]
     )
+
+
+async def fetch_bundles(client: Client, devices: list[Jid]) -> dict[str, PreKeyBundle]:
+    """Pre-key bundles for these device JIDs, keyed by the JID string asked for."""
+    users = [Node("user", {"jid": str(d), "reason": "identity"}) for d in devices]
+    iq = Node(
+        "iq", {"xmlns": "encrypt", "type": "get", "to": S_WHATSAPP_NET}, [Node("key", {}, users)]
+    )
+    result = await client.query(iq)
+    listing = result.child("list")
+    bundles: dict[str, PreKeyBundle] = {}
+    for user in listing.children("user") if listing is not None else []:
+        jid = user.attr_jid("jid")
+        if jid is None or user.child("error") is not None:
+            continue
+        try:
+            bundles[user.attr("jid") or ""] = parse_bundle(user, jid)
+        except BundleError:
+            client.log.warning("server sent an incomplete bundle for %s", jid)
+    return bundles

@@ -1,0 +1,81 @@
+"""What the service does with a session's events: message records and webhook events."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from wahttp.server.messages import MessageRepository
+from wahttp.wa.client.events import MessageAck, MessageReceived
+
+if TYPE_CHECKING:
+    from wahttp.server.sessions import ManagedSession
+
+log = logging.getLogger(__name__)
+
+
+class EventEmitter(Protocol):
+    async def emit(self, session_id: str, type: str, data: dict[str, Any]) -> None: ...
+
+
+class ServiceEvents:
+    """Records message status and turns events into webhook deliveries (outbox first)."""
+
+    def __init__(self, messages: MessageRepository, webhooks: EventEmitter | None) -> None:
+        self.messages = messages
+        self.webhooks = webhooks
+
+    async def _emit(self, session_id: str, type: str, data: dict[str, Any]) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.emit(session_id, type, data)
+
+    async def on_message(self, session_id: str, event: MessageReceived) -> None:
+        await self.messages.record_incoming(session_id, event.id, event.chat)
+        data = {
+            "id": event.id,
+            "chat": event.chat,
+            "sender": event.sender,
+            "senderAlt": event.sender_alt,
+            "fromMe": event.from_me,
+            "timestamp": event.timestamp,
+            "pushName": event.push_name,
+            "type": event.kind,
+            "text": event.text,
+        }
+        await self._emit(session_id, "message", data)
+
+    async def before_send(self, session_id: str, message_id: str, chat: str) -> None:
+        await self.messages.record_outgoing(session_id, message_id, chat)
+
+    async def after_send(self, session_id: str, message_id: str, chat: str, ok: bool) -> None:
+        status = "sent" if ok else "failed"
+        moved = await self.messages.set_status(session_id, [message_id], status)
+        if moved:
+            await self._ack(session_id, message_id, chat, status, None)
+
+    async def on_ack(self, session_id: str, event: MessageAck) -> None:
+        moved = await self.messages.set_status(session_id, list(event.ids), event.status)
+        for message_id in moved:
+            await self._ack(session_id, message_id, event.chat, event.status, event.device)
+
+    async def _ack(
+        self, session_id: str, message_id: str, chat: str, status: str, device: str | None
+    ) -> None:
+        data = {"id": message_id, "chat": chat, "status": status, "device": device}
+        await self._emit(session_id, "message.ack", data)
+
+    async def on_status(self, session: ManagedSession) -> None:
+        last = session.last_disconnect
+        data = {
+            "state": str(session.state),
+            "since": session.since.isoformat(),
+            "jid": session.jid,
+            "lastDisconnect": (
+                {"code": last.code, "reason": last.reason, "at": last.at.isoformat()}
+                if last
+                else None
+            ),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        await self._emit(session.id, "session.status", data)

@@ -1,0 +1,81 @@
+"""Message status records: what we sent (pending -> sent -> delivered -> read) and received.
+
+Only ids, chats and timestamps are stored; message bodies stay out of the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from wahttp.server.db import Database
+
+# A status only moves forward; a late "delivered" must not undo "read".
+RANK = {"pending": 0, "failed": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: str
+    chat: str
+    from_me: bool
+    status: str
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    read_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record_outgoing(self, session_id: str, message_id: str, chat: str) -> None:
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO messages (session_id, id, chat, from_me, status) "
+                "VALUES ($1, $2, $3, true, 'pending') ON CONFLICT DO NOTHING",
+                session_id,
+                message_id,
+                chat,
+            )
+
+    async def record_incoming(self, session_id: str, message_id: str, chat: str) -> None:
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO messages (session_id, id, chat, from_me, status) "
+                "VALUES ($1, $2, $3, false, 'received') ON CONFLICT DO NOTHING",
+                session_id,
+                message_id,
+                chat,
+            )
+
+    async def set_status(self, session_id: str, message_ids: list[str], status: str) -> list[str]:
+        """Advance these messages to `status` (never backwards); returns the ids that moved."""
+        column = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}.get(status)
+        stamp = f", {column} = COALESCE({column}, now())" if column else ""
+        lower = [s for s, r in RANK.items() if r < RANK.get(status, 0)]
+        if status == "failed":
+            lower = ["pending"]
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(
+                f"UPDATE messages SET status = $3, updated_at = now(){stamp} "
+                "WHERE session_id = $1 AND id = ANY($2::text[]) AND from_me "
+                "AND status = ANY($4::text[]) RETURNING id",
+                session_id,
+                message_ids,
+                status,
+                lower,
+            )
+        return [r["id"] for r in rows]
+
+    async def get(self, session_id: str, message_id: str) -> MessageRow | None:
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, chat, from_me, status, sent_at, delivered_at, read_at, created_at, "
+                "updated_at FROM messages WHERE session_id = $1 AND id = $2",
+                session_id,
+                message_id,
+            )
+        return MessageRow(**dict(row)) if row else None

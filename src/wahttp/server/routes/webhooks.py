@@ -1,0 +1,129 @@
+"""A session's webhook (URL and signing secret) and its outbox of deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wahttp.server.deps import SessionRow
+from wahttp.server.errors import ApiError
+from wahttp.server.webhooks import (
+    MAX_URL_LENGTH,
+    MIN_SECRET_LENGTH,
+    DeliveryStatus,
+    InvalidWebhookUrl,
+    Webhooks,
+    check_url,
+)
+
+router = APIRouter(prefix="/sessions", tags=["webhooks"])
+
+
+def get_webhooks(request: Request) -> Webhooks:
+    """The service's Webhooks (`Services.webhooks`)."""
+    webhooks: Webhooks | None = getattr(request.app.state.services, "webhooks", None)
+    if webhooks is None:
+        raise ApiError(503, "webhooks_unavailable", "webhooks are not configured on this server")
+    return webhooks
+
+
+WebhooksDep = Annotated[Webhooks, Depends(get_webhooks)]
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        description="http(s) URL that gets this session's events; null removes it",
+        max_length=MAX_URL_LENGTH,
+        examples=["https://example.com/hooks/whatsapp"],
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=MIN_SECRET_LENGTH,
+        max_length=256,
+        description="signing secret; omitted: the session keeps its own (random) secret",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_url(value)
+            except InvalidWebhookUrl as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class WebhookInfo(BaseModel):
+    url: str | None = Field(description="the session's webhook URL (null: none)")
+    secret: str = Field(description="the HMAC-SHA256 key of X-Wahttp-Signature")
+
+
+class Delivery(BaseModel):
+    id: int = Field(description="outbox row (X-Wahttp-Delivery)")
+    event_id: str = Field(description="event id (X-Wahttp-Event-Id), shared by all targets")
+    type: str
+    target: Literal["session", "global"]
+    url: str
+    status: DeliveryStatus
+    attempts: int
+    last_status: int | None = Field(description="HTTP status of the last attempt")
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="when pending: the next attempt")
+
+
+@router.get("/{session_id}/webhook", response_model=WebhookInfo)
+async def get_webhook(row: SessionRow, webhooks: WebhooksDep) -> WebhookInfo:
+    """The session's webhook URL and the secret its deliveries are signed with."""
+    config = await webhooks.get_webhook(row.id)
+    if config is None:
+        raise ApiError(404, "session_not_found", f"no session with id {row.id!r}")
+    return WebhookInfo(url=config.url, secret=config.secret)
+
+
+@router.put("/{session_id}/webhook", response_model=WebhookInfo)
+async def put_webhook(row: SessionRow, body: WebhookUpdate, webhooks: WebhooksDep) -> WebhookInfo:
+    """Set or remove the session's webhook URL (and optionally its secret).
+
+    Events already queued keep the URL they were queued for.
+    """
+    config = await webhooks.set_webhook(row.id, body.url, body.secret)
+    if config is None:
+        raise ApiError(404, "session_not_found", f"no session with id {row.id!r}")
+    return WebhookInfo(url=config.url, secret=config.secret)
+
+
+@router.get("/{session_id}/webhook/deliveries", response_model=list[Delivery])
+async def list_deliveries(
+    row: SessionRow,
+    webhooks: WebhooksDep,
+    status: Annotated[DeliveryStatus | None, Query(description="only this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="page: ids below this one")] = None,
+) -> list[Delivery]:
+    """The session's deliveries (its own webhook's and the global one's), newest first."""
+    rows = await webhooks.deliveries(row.id, status=status, limit=limit, before=before)
+    return [Delivery.model_validate(r) for r in rows]
+
+
+@router.post("/{session_id}/webhook/deliveries/{delivery_id}/retry", response_model=Delivery)
+async def retry_delivery(
+    row: SessionRow,
+    delivery_id: Annotated[int, Path(ge=1)],
+    webhooks: WebhooksDep,
+) -> Delivery:
+    """Queue a dead delivery again (with a fresh count of attempts)."""
+    found = await webhooks.delivery(delivery_id)
+    if found is None or found["session"] != row.id:
+        raise ApiError(404, "delivery_not_found", f"no delivery {delivery_id} for this session")
+    if found["status"] != "dead" or not await webhooks.redeliver(delivery_id):
+        raise ApiError(409, "not_dead", "only a dead delivery can be retried")
+    again = await webhooks.delivery(delivery_id)
+    return Delivery.model_validate(again if again is not None else found)

@@ -1,0 +1,202 @@
+"""Stanza routing on the simulated server: messages fan out to addressed devices, receipts go
+back to the sending device, and every device has an offline queue.
+
+A stanza stays "pending" for a device until that device acks it (an <ack> or a <receipt> with
+its id); on every login pending stanzas are delivered again first, then the queue, then
+`<ib><offline count=N/>` — the at-least-once delivery real clients rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from wahttp.wa.binary import Node
+from wahttp.wa.jid import S_WHATSAPP_NET, Jid
+
+if TYPE_CHECKING:
+    from wahttp.sim.connection import ServerConnection
+    from wahttp.sim.network import Account, Network
+
+log = logging.getLogger(__name__)
+DeviceKey = tuple[str, int]  # (phone number, device id); device 0 is the phone itself
+ORIGINS_KEPT = 100_000
+
+
+@dataclass
+class Mailbox:
+    """What the server holds for one device: sent but unacked, and not yet sent."""
+
+    pending: OrderedDict[str, Node] = field(default_factory=OrderedDict)
+    queue: list[Node] = field(default_factory=list)
+
+
+class Router:
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.mailboxes: dict[DeviceKey, Mailbox] = {}
+        # message id -> the device that sent it, so receipts find their way back
+        self.origins: OrderedDict[str, DeviceKey] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- addressing ----------------------------------------------------------------------------
+    def resolve(self, jid: Jid | None) -> tuple[Account, int] | None:
+        """The account and device id a (PN or LID) device JID names, if it exists."""
+        if jid is None:
+            return None
+        account = self.network.account_by_user(jid.user)
+        if account is None:
+            return None
+        device = jid.device or 0
+        if device != 0 and device not in account.devices:
+            return None
+        return account, device
+
+    def device_jid(self, key: DeviceKey) -> Jid:
+        return Jid(key[0], S_WHATSAPP_NET, key[1] or None)
+
+    def mailbox(self, key: DeviceKey) -> Mailbox:
+        box = self.mailboxes.get(key)
+        if box is None:
+            box = self.mailboxes[key] = Mailbox()
+        return box
+
+    def remember_origin(self, message_id: str, key: DeviceKey) -> None:
+        self.origins[message_id] = key
+        while len(self.origins) > ORIGINS_KEPT:
+            self.origins.popitem(last=False)
+
+    # -- delivery ------------------------------------------------------------------------------
+    async def deliver(self, key: DeviceKey, stanza: Node) -> None:
+        """Hand a stanza to a device: the phone at once, a companion now or when it connects."""
+        if key[1] == 0:
+            account = self.network.accounts.get(key[0])
+            if account is not None:
+                self._spawn(account.phone_peer.receive(self, stanza))
+            return
+        conn = self.network.connections.get(str(self.device_jid(key)))
+        box = self.mailbox(key)
+        if conn is None or conn.stalled or conn.closed.is_set():
+            box.queue.append(stanza)
+            return
+        box.pending[_stanza_key(stanza)] = stanza
+        await conn.send_node(stanza)
+
+    def acked(self, key: DeviceKey, stanza_id: str) -> None:
+        box = self.mailboxes.get(key)
+        if box is not None:
+            for tag in ("message", "receipt", "notification"):
+                box.pending.pop(f"{tag}:{stanza_id}", None)
+
+    async def flush(self, key: DeviceKey, conn: ServerConnection) -> int:
+        """After a login: redeliver unacked stanzas, then the offline queue."""
+        box = self.mailbox(key)
+        backlog = list(box.pending.values()) + box.queue
+        box.queue = []
+        for stanza in backlog:
+            box.pending[_stanza_key(stanza)] = stanza
+            await conn.send_node(stanza)
+        return len(backlog)
+
+    def forget_device(self, key: DeviceKey) -> None:
+        self.mailboxes.pop(key, None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("phone task failed", exc_info=task.exception())
+
+    # -- messages from devices -----------------------------------------------------------------
+    async def route_message(self, sender: DeviceKey, node: Node, push_name: str | None) -> Node:
+        """Fan a client's <message> out; returns the server's ack for the sender."""
+        message_id = node.attr("id") or ""
+        chat = node.attr_jid("to")
+        identity = node.child("device-identity")
+        targets: list[tuple[Jid, Node]] = []
+        participants = node.child("participants")
+        if participants is not None:
+            for to in participants.children("to"):
+                enc = to.child("enc")
+                if enc is not None:
+                    targets.append((to.attr_jid("jid") or Jid("", ""), enc))
+        else:
+            for enc in node.children("enc"):  # a retry resend goes to one device
+                targets.append((chat or Jid("", ""), enc))
+        if chat is None or not targets:
+            return _ack(node, error="400")
+        self.remember_origin(message_id, sender)
+        now = str(int(time.time()))
+        sender_account = self.network.accounts[sender[0]]
+        chat_jid = node.attr_jid("recipient") or chat
+        for target_jid, enc in targets:
+            found = self.resolve(target_jid)
+            if found is None:
+                continue
+            account, device_id = found
+            attrs = {
+                "from": str(self.device_jid(sender)),
+                "id": message_id,
+                "t": now,
+                "type": node.attr("type") or "text",
+                "sender_lid": str(Jid(sender_account.phone.lid_user, "lid", sender[1] or None)),
+            }
+            if push_name:
+                attrs["notify"] = push_name
+            if account.number == sender[0]:
+                attrs["recipient"] = str(chat_jid.to_non_ad())
+            content = [enc] + ([identity] if identity is not None else [])
+            await self.deliver((account.number, device_id), Node("message", attrs, content))
+        return _ack(node, chat_jid.to_non_ad(), now)
+
+    async def route_receipt(self, receiver: DeviceKey, node: Node) -> None:
+        """A device's receipt acks the stanza for it and travels back to the sender."""
+        receipt_id = node.attr("id") or ""
+        self.acked(receiver, receipt_id)
+        ids = [receipt_id]
+        listing = node.child("list")
+        if listing is not None:
+            ids += [i.attr("id") or "" for i in listing.children("item")]
+        origin = self.origins.get(receipt_id)
+        if origin is None or origin == receiver:
+            return
+        attrs = {
+            "from": str(self.device_jid(receiver)),
+            "id": receipt_id,
+            "t": str(int(time.time())),
+        }
+        for key in ("type",):
+            if node.attr(key):
+                attrs[key] = node.attr(key) or ""
+        if origin[0] == receiver[0] and node.attr("type") != "retry":
+            # Our own other device read/received it: tell the sender which chat it was.
+            attrs["recipient"] = node.attr("to") or ""
+        await self.deliver(
+            origin, Node("receipt", attrs, node.content if node.children() else None)
+        )
+
+
+def _stanza_key(node: Node) -> str:
+    return f"{node.tag}:{node.attr('id') or ''}"
+
+
+def _ack(
+    node: Node, chat: Jid | None = None, t: str | None = None, error: str | None = None
+) -> Node:
+    attrs = {"class": "message", "id": node.attr("id") or ""}
+    if chat is not None:
+        attrs["from"] = str(chat)
+    if t is not None:
+        attrs["t"] = t
+    if error is not None:
+        attrs["error"] = error
+    return Node("ack", attrs)

@@ -1,0 +1,50 @@
+"""Receipts for what we sent (delivered, read, played, retry) and the server's acks."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from wahttp.wa.binary import Node
+from wahttp.wa.client import retry
+from wahttp.wa.client.events import MessageAck
+from wahttp.wa.client.ib import ack_for
+
+if TYPE_CHECKING:
+    from wahttp.wa.client.client import Client
+
+# Receipt types that move a sent message's status. Others ("sender": our own device got its
+# copy; "read-self": we read it elsewhere; "peer_msg", "hist_sync") say nothing of the recipient.
+STATUS_BY_TYPE = {"": "delivered", "inactive": "delivered", "read": "read", "played": "played"}
+
+
+async def on_receipt(client: Client, node: Node) -> None:
+    kind = node.attr("type") or ""
+    try:
+        if kind == "retry":
+            await retry.on_retry_receipt(client, node)
+        elif kind in STATUS_BY_TYPE:
+            ids = [node.attr("id") or ""]
+            listing = node.child("list")
+            if listing is not None:
+                ids += [i.attr("id") or "" for i in listing.children("item")]
+            device = node.attr("participant") or node.attr("from") or ""
+            chat_jid = node.attr_jid("recipient") or node.attr_jid("from")
+            chat = str(chat_jid.to_non_ad()) if chat_jid is not None else ""
+            await client.emit(
+                MessageAck(
+                    tuple(ids),
+                    chat,
+                    device,
+                    STATUS_BY_TYPE[kind],
+                    node.attr_int("t", int(time.time())),
+                )
+            )
+    finally:
+        await client.send_node(ack_for(node))
+
+
+async def on_ack(client: Client, node: Node) -> None:
+    """The server's <ack class=message> for a stanza we sent resolves its waiter."""
+    if node.attr("class") == "message":
+        client.resolve_ack(node.attr("id") or "", node)

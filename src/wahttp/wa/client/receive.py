@@ -1,0 +1,111 @@
+"""Receiving: decrypt 1:1 messages (pkmsg, msg), tell the owner, then send the receipt.
+
+The owner's handlers run before the receipt leaves, so a message the server considers
+delivered has already been handed over (the service writes it to its webhook outbox first).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from wahttp.wa.binary import Node
+from wahttp.wa.client import e2e, messages, retry
+from wahttp.wa.client.events import MessageReceived
+from wahttp.wa.errors import WAError
+from wahttp.wa.jid import Jid
+from wahttp.wa.signal.errors import DuplicateMessage, SignalError
+
+if TYPE_CHECKING:
+    from wahttp.wa.client.client import Client
+
+
+def _addressing(node: Node, me: Jid, me_lid: Jid | None) -> tuple[Jid, Jid, bool] | None:
+    """(chat, sender device, from_me) of a 1:1 message stanza, or None if it is not one."""
+    sender = node.attr_jid("participant") or node.attr_jid("from")
+    if sender is None or not (sender.is_pn() or sender.is_lid()):
+        return None
+    from_me = sender.user in (me.user, me_lid.user if me_lid else None)
+    recipient = node.attr_jid("recipient")
+    chat = recipient if (from_me and recipient is not None) else sender
+    return chat.to_non_ad(), sender, from_me
+
+
+async def on_message(client: Client, node: Node) -> None:
+    me = client.me
+    creds = client.creds
+    me_lid = Jid.parse(creds.me.lid) if creds.me and creds.me.lid else None
+    addressing = _addressing(node, me, me_lid)
+    if addressing is None:
+        # Groups, broadcasts, newsletters come with later features; ack so the server moves on.
+        await client.send_node(_ack(node))
+        return
+    chat, sender, from_me = addressing
+    alt = node.attr("sender_lid") or node.attr("participant_lid") or node.attr("sender_pn")
+    if alt and sender.is_pn():
+        # Learn the sender's LID before decrypting, and move PN-addressed sessions over, so
+        # one device's session never splits across two addresses (Baileys does the same).
+        lid = Jid.parse(alt)
+        if lid.is_lid() and await client.signal.store_lid_mapping(lid.user, sender.user):
+            await client.signal.migrate_sessions(sender.user, lid.user, [sender.device or 0])
+    message: messages.Message | None = None
+    for enc in node.children("enc"):
+        data = enc.content_bytes()
+        if data is None:
+            continue
+        try:
+            async with client.e2e_lock:
+                plaintext = await e2e.decrypt_from(
+                    client.signal, sender, enc.attr("type") or "", data
+                )
+            message = messages.parse(plaintext)
+        except DuplicateMessage:
+            client.log.info("duplicate message %s ignored", node.attr("id"))
+            await client.send_node(_receipt(node, from_me))
+            return
+        except (SignalError, messages.PayloadError, WAError) as exc:
+            client.log.warning("cannot decrypt %s: %s", node.attr("id"), type(exc).__name__)
+            await retry.request_resend(client, node, sender, chat)
+            return
+    if message is None:
+        await client.send_node(_ack(node))
+        return
+    if message.HasField("deviceSentMessage"):
+        inner = message.deviceSentMessage
+        if inner.destinationJid:
+            chat = Jid.parse(inner.destinationJid).to_non_ad()
+        message = inner.message
+    content = messages.content_of(message)
+    event = MessageReceived(
+        id=node.attr("id") or "",
+        chat=str(chat),
+        sender=str(sender),
+        from_me=from_me,
+        timestamp=node.attr_int("t", int(time.time())),
+        push_name=node.attr("notify"),
+        kind=content.kind,
+        text=content.text,
+        sender_alt=alt,
+    )
+    # Handed over (e.g. written to the webhook outbox) before the receipt: if that fails, no
+    # receipt goes out and the server delivers the message again.
+    await client.emit(event, must_succeed=True)
+    await client.send_node(_receipt(node, from_me))
+
+
+def _receipt(node: Node, from_me: bool) -> Node:
+    attrs = {"id": node.attr("id") or "", "to": node.attr("from") or ""}
+    if node.attr("participant"):
+        attrs["participant"] = node.attr("participant") or ""
+    if node.attr("category") == "peer":
+        attrs["type"] = "peer_msg"
+    elif from_me:
+        attrs["type"] = "sender"
+    return Node("receipt", attrs)
+
+
+def _ack(node: Node) -> Node:
+    attrs = {"id": node.attr("id") or "", "class": "message", "to": node.attr("from") or ""}
+    if node.attr("participant"):
+        attrs["participant"] = node.attr("participant") or ""
+    return Node("ack", attrs)

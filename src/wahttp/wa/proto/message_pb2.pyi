@@ -1,0 +1,104 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MessageKey(_message.Message):
+    __slots__ = ("remoteJid", "fromMe", "id", "participant")
+    REMOTEJID_FIELD_NUMBER: _ClassVar[int]
+    FROMME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    remoteJid: str
+    fromMe: bool
+    id: str
+    participant: str
+    def __init__(self, remoteJid: _Optional[str] = ..., fromMe: _Optional[bool] = ..., id: _Optional[str] = ..., participant: _Optional[str] = ...) -> None: ...
+
+class MessageContextInfo(_message.Message):
+    __slots__ = ("messageSecret",)
+    MESSAGESECRET_FIELD_NUMBER: _ClassVar[int]
+    messageSecret: bytes
+    def __init__(self, messageSecret: _Optional[bytes] = ...) -> None: ...
+
+class Message(_message.Message):
+    __slots__ = ("conversation", "senderKeyDistributionMessage", "extendedTextMessage", "protocolMessage", "deviceSentMessage", "messageContextInfo", "reactionMessage")
+    class ExtendedTextMessage(_message.Message):
+        __slots__ = ("text",)
+        TEXT_FIELD_NUMBER: _ClassVar[int]
+        text: str
+        def __init__(self, text: _Optional[str] = ...) -> None: ...
+    class SenderKeyDistributionMessage(_message.Message):
+        __slots__ = ("groupId", "axolotlSenderKeyDistributionMessage")
+        GROUPID_FIELD_NUMBER: _ClassVar[int]
+        AXOLOTLSENDERKEYDISTRIBUTIONMESSAGE_FIELD_NUMBER: _ClassVar[int]
+        groupId: str
+        axolotlSenderKeyDistributionMessage: bytes
+        def __init__(self, groupId: _Optional[str] = ..., axolotlSenderKeyDistributionMessage: _Optional[bytes] = ...) -> None: ...
+    class DeviceSentMessage(_message.Message):
+        __slots__ = ("destinationJid", "message", "phash")
+        DESTINATIONJID_FIELD_NUMBER: _ClassVar[int]
+        MESSAGE_FIELD_NUMBER: _ClassVar[int]
+        PHASH_FIELD_NUMBER: _ClassVar[int]
+        destinationJid: str
+        message: Message
+        phash: str
+        def __init__(self, destinationJid: _Optional[str] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., phash: _Optional[str] = ...) -> None: ...
+    class ProtocolMessage(_message.Message):
+        __slots__ = ("key", "type")
+        class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+            __slots__ = ()
+            REVOKE: _ClassVar[Message.ProtocolMessage.Type]
+            EPHEMERAL_SETTING: _ClassVar[Message.ProtocolMessage.Type]
+            EPHEMERAL_SYNC_RESPONSE: _ClassVar[Message.ProtocolMessage.Type]
+            HISTORY_SYNC_NOTIFICATION: _ClassVar[Message.ProtocolMessage.Type]
+            APP_STATE_SYNC_KEY_SHARE: _ClassVar[Message.ProtocolMessage.Type]
+            APP_STATE_SYNC_KEY_REQUEST: _ClassVar[Message.ProtocolMessage.Type]
+            MSG_FANOUT_BACKFILL_REQUEST: _ClassVar[Message.ProtocolMessage.Type]
+            INITIAL_SECURITY_NOTIFICATION_SETTING_SYNC: _ClassVar[Message.ProtocolMessage.Type]
+            APP_STATE_FATAL_EXCEPTION_NOTIFICATION: _ClassVar[Message.ProtocolMessage.Type]
+            SHARE_PHONE_NUMBER: _ClassVar[Message.ProtocolMessage.Type]
+            MESSAGE_EDIT: _ClassVar[Message.ProtocolMessage.Type]
+        REVOKE: Message.ProtocolMessage.Type
+        EPHEMERAL_SETTING: Message.ProtocolMessage.Type
+        EPHEMERAL_SYNC_RESPONSE: Message.ProtocolMessage.Type
+        HISTORY_SYNC_NOTIFICATION: Message.ProtocolMessage.Type
+        APP_STATE_SYNC_KEY_SHARE: Message.ProtocolMessage.Type
+        APP_STATE_SYNC_KEY_REQUEST: Message.ProtocolMessage.Type
+        MSG_FANOUT_BACKFILL_REQUEST: Message.ProtocolMessage.Type
+        INITIAL_SECURITY_NOTIFICATION_SETTING_SYNC: Message.ProtocolMessage.Type
+        APP_STATE_FATAL_EXCEPTION_NOTIFICATION: Message.ProtocolMessage.Type
+        SHARE_PHONE_NUMBER: Message.ProtocolMessage.Type
+        MESSAGE_EDIT: Message.ProtocolMessage.Type
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        TYPE_FIELD_NUMBER: _ClassVar[int]
+        key: MessageKey
+        type: Message.ProtocolMessage.Type
+        def __init__(self, key: _Optional[_Union[MessageKey, _Mapping]] = ..., type: _Optional[_Union[Message.ProtocolMessage.Type, str]] = ...) -> None: ...
+    class ReactionMessage(_message.Message):
+        __slots__ = ("key", "text", "senderTimestampMs")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        TEXT_FIELD_NUMBER: _ClassVar[int]
+        SENDERTIMESTAMPMS_FIELD_NUMBER: _ClassVar[int]
+        key: MessageKey
+        text: str
+        senderTimestampMs: int
+        def __init__(self, key: _Optional[_Union[MessageKey, _Mapping]] = ..., text: _Optional[str] = ..., senderTimestampMs: _Optional[int] = ...) -> None: ...
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    SENDERKEYDISTRIBUTIONMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EXTENDEDTEXTMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DEVICESENTMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGECONTEXTINFO_FIELD_NUMBER: _ClassVar[int]
+    REACTIONMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    conversation: str
+    senderKeyDistributionMessage: Message.SenderKeyDistributionMessage
+    extendedTextMessage: Message.ExtendedTextMessage
+    protocolMessage: Message.ProtocolMessage
+    deviceSentMessage: Message.DeviceSentMessage
+    messageContextInfo: MessageContextInfo
+    reactionMessage: Message.ReactionMessage
+    def __init__(self, conversation: _Optional[str] = ..., senderKeyDistributionMessage: _Optional[_Union[Message.SenderKeyDistributionMessage, _Mapping]] = ..., extendedTextMessage: _Optional[_Union[Message.ExtendedTextMessage, _Mapping]] = ..., protocolMessage: _Optional[_Union[Message.ProtocolMessage, _Mapping]] = ..., deviceSentMessage: _Optional[_Union[Message.DeviceSentMessage, _Mapping]] = ..., messageContextInfo: _Optional[_Union[MessageContextInfo, _Mapping]] = ..., reactionMessage: _Optional[_Union[Message.ReactionMessage, _Mapping]] = ...) -> None: ...
