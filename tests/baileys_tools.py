@@ -27,6 +27,7 @@ class Baileys:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.events: list[dict[str, Any]] = []
+        self.noise: list[str] = []
 
     @classmethod
     async def start(cls, url: str, root_key: str, auth_dir: Path, *extra: str) -> Baileys:
@@ -55,7 +56,11 @@ class Baileys:
                 line = await self.proc.stdout.readline()
                 if not line:
                     raise AssertionError(f"Baileys exited before {kinds}; saw {self.events}")
-                event: dict[str, Any] = json.loads(line)
+                try:
+                    event: dict[str, Any] = json.loads(line)
+                except json.JSONDecodeError:
+                    self.noise.append(line.decode(errors="replace"))  # not one of our events
+                    continue
                 self.events.append(event)
                 if event.get("event") == "error":
                     raise AssertionError(f"Baileys driver error: {event}")

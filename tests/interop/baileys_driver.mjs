@@ -21,6 +21,10 @@ const { values: args } = parseArgs({
 })
 
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+// stdout carries only our JSON lines: libsignal and friends log with console.*, send that to stderr.
+for (const level of ['log', 'info', 'warn', 'debug', 'error', 'trace']) {
+  console[level] = (...args) => process.stderr.write(args.map(String).join(' ') + '\n')
+}
 // Trust the simulator's root key, as our own client is configured to.
 if (args['root-key']) WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(args['root-key'], 'base64')
 const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' }, pino.destination(2))

@@ -157,6 +157,16 @@ def create_admin_app(server: SimServer) -> FastAPI:
         if not await server.unlink(number, device_id):
             raise HTTPException(404, f"phone {number} has no device {device_id}")
 
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """Counters: encrypted payloads routed per (sender, recipient, type)."""
+        enc = server.router.enc_counts
+        return {
+            "enc": [
+                {"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(enc.items())
+            ]
+        }
+
     @app.get("/connections")
     async def connections() -> list[dict[str, Any]]:
         return [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,8 @@ class Router:
         # message id -> the device that sent it, so receipts find their way back
         self.origins: OrderedDict[str, DeviceKey] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        # (from number, to number, enc type) -> count: lets tests see pkmsg turn into msg
+        self.enc_counts: Counter[tuple[str, str, str]] = Counter()
 
     # -- addressing ----------------------------------------------------------------------------
     def resolve(self, jid: Jid | None) -> tuple[Account, int] | None:
@@ -143,6 +145,7 @@ class Router:
             if found is None:
                 continue
             account, device_id = found
+            self.enc_counts[(sender[0], account.number, enc.attr("type") or "")] += 1
             attrs = {
                 "from": str(self.device_jid(sender)),
                 "id": message_id,

@@ -629,3 +629,41 @@ def test_damaged_records_raise_invalid_record(data: st.DataObject) -> None:
             node[target] = data.draw(_json_values)
     with contextlib.suppress(InvalidRecord):
         SessionRecord.from_json(record)
+
+
+def test_simultaneous_start_keeps_our_pending_session_open() -> None:
+    """Both sides start at once. libsignal-node (Baileys) switches to the session our pkmsg
+    starts and encrypts only with its open session, so we must keep ours open and archive
+    theirs, else we would send on a session the peer has closed."""
+    alice, bob = Device("alice", 1234), Device("bob", 5678)
+    alice.start(bob, pre_key_id=1)
+    bob.start(alice, pre_key_id=2)
+    from_alice = alice.send(bob, b"a0")
+    from_bob = bob.send(alice, b"b0")
+    ours_before = alice.records["bob"].open_entry()
+    assert ours_before is not None
+    assert alice.receive(bob, *from_bob) == b"b0"  # read via their (archived) session
+    ours_after = alice.records["bob"].open_entry()
+    assert ours_after is not None and ours_after.base_key == ours_before.base_key
+    assert bob.receive(alice, *from_alice) == b"a0"
+    # Every further message decrypts, whichever session each side ends up sending on.
+    for i in range(5):
+        kind, data = alice.send(bob, f"a{i + 1}".encode())
+        assert bob.receive(alice, kind, data) == f"a{i + 1}".encode()
+        kind, data = bob.send(alice, f"b{i + 1}".encode())
+        assert alice.receive(bob, kind, data) == f"b{i + 1}".encode()
+
+
+def test_a_settled_session_gives_way_to_a_new_pkmsg(pair: tuple[Device, Device]) -> None:
+    """The peer lost its state and starts over: a settled session of ours is replaced."""
+    alice, bob = pair
+    kind, data = alice.send(bob, b"hi")
+    bob.receive(alice, kind, data)
+    kind, data = bob.send(alice, b"answer")
+    alice.receive(bob, kind, data)  # alice's session is settled now (no pending pre-key)
+    fresh = Device("bob", 5678, identity=bob.identity, signed_pre_key=bob.signed_pre_key)
+    fresh.start(alice, pre_key_id=9)
+    kind, data = fresh.send(alice, b"after reinstall")
+    assert kind == "pkmsg" and alice.receive(fresh, kind, data) == b"after reinstall"
+    kind, data = alice.send(fresh, b"welcome back")
+    assert fresh.receive(alice, kind, data) == b"welcome back"

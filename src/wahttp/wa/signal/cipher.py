@@ -152,7 +152,16 @@ def decrypt_prekey_message(  # noqa: PLR0917 - positional like libsignal's input
     now = now_ms() if now is None else now
     entry = accept_session(header, our_identity, signed_pre_key, one_time, now)
     plaintext = _decrypt_with(entry, envelope, our_public, ratchet_key)
-    record.close_open(now)
+    current = record.open_entry()
+    if current is not None and current.pending_pre_key is not None:
+        # Both sides started a session at once. The peer (libsignal-node) switches to the
+        # session our pkmsg starts and encrypts only with its open session, so ours stays
+        # open; theirs is kept closed to read what they sent before seeing our pkmsg.
+        # Switching here would have us send on a session the peer has closed: libsignal-node
+        # tries its open one first and that failed attempt corrupts it ("Bad MAC").
+        entry.closed = now
+    else:
+        record.close_open(now)
     record.put(entry)
     record.prune()
     return record, plaintext, header.pre_key_id if one_time is not None else None

@@ -1,0 +1,136 @@
+"""Baileys <-> wahttp through our simulator: 50 texts each way, interleaved, every one decrypted
+on the other side (pkmsg first, then msg), and every inbound one delivered to the webhook."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from baileys_tools import Baileys
+from hooktools import Receiver
+from servicetools import Service, service_settings, wait_status
+from simtools import new_phone
+from test_baileys_pairing_code import link_baileys_by_code
+
+from wahttp.server.webhooks import verify_signature
+from wahttp.sim.runner import SimHandle
+
+pytestmark = pytest.mark.interop
+COUNT = 50
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rx = Receiver()
+    await rx.up()
+    try:
+        yield rx
+    finally:
+        await rx.down()
+
+
+async def test_fifty_each_way_interleaved(
+    sim: SimHandle,
+    admin: httpx.AsyncClient,
+    database_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    service = Service(service_settings(sim, database_url, tmp_path))
+    await service.start()
+    baileys: Baileys | None = None
+    try:
+        async with service.http() as api:
+            ours_number = await new_phone(admin)
+            created = await api.post("/sessions", json={"id": "w", "webhookUrl": receiver.url})
+            assert created.status_code == 201
+            code = (await api.post("/sessions/w/pair-request", json={"number": ours_number})).json()
+            await admin.post(
+                f"/phones/{ours_number}/pairing-code", json={"code": code["pairingCode"]}
+            )
+            await wait_status(api, "w", "open")
+            secret = (await api.get("/sessions/w/webhook")).json()["secret"]
+
+            theirs = await new_phone(admin)
+            await link_baileys_by_code(sim, admin, tmp_path / "baileys", theirs)
+            baileys = await Baileys.start(sim.ws_url, sim.root_key_b64, tmp_path / "baileys")
+            await baileys.next("open")
+
+            async def from_baileys(i: int) -> None:
+                assert baileys is not None
+                await baileys.command(
+                    cmd="send",
+                    to=f"{ours_number}@s.whatsapp.net",
+                    text=f"from baileys {i}",
+                    ref=str(i),
+                )
+
+            async def from_wahttp(i: int) -> str:
+                resp = await api.post(
+                    "/sessions/w/send-message",
+                    json={"to": f"+{theirs}", "message": f"from wahttp {i}"},
+                )
+                assert resp.status_code == 200, resp.text
+                body = resp.json()
+                assert body["success"] is True and body["timestamp"] > 0
+                return str(body["messageId"])
+
+            sent_ids = []
+            for i in range(COUNT):
+                await from_baileys(i)
+                sent_ids.append(await from_wahttp(i))
+
+            # Baileys decrypted all 50 of ours.
+            got: dict[str, str] = {}
+            async with asyncio.timeout(60):
+                while len(got) < COUNT:
+                    event = await baileys.next("message")
+                    if not event["fromMe"]:
+                        assert event["stub"] is None, event  # a stub means it failed to decrypt
+                        got[event["id"]] = event["text"]
+            assert sorted(got.values()) == sorted(f"from wahttp {i}" for i in range(COUNT))
+            assert set(got) == set(sent_ids)
+
+            # wahttp decrypted all 50 of Baileys' and the webhook got each exactly once, signed.
+            def inbound() -> list[dict[str, object]]:
+                return [
+                    r.json()["data"] for r in receiver.delivered() if r.json()["type"] == "message"
+                ]
+
+            await receiver.wait_for(lambda: len(inbound()) >= COUNT, timeout=60)
+            texts = [m["text"] for m in inbound()]
+            assert sorted(texts) == sorted(f"from baileys {i}" for i in range(COUNT))  # type: ignore[type-var]
+            assert all(m["chat"] == f"{theirs}@s.whatsapp.net" for m in inbound())
+            assert all(c == 1 for c in receiver.delivered_counts().values())
+            for request in receiver.delivered():
+                headers = request.headers
+                assert verify_signature(
+                    secret,
+                    headers["x-wahttp-timestamp"],
+                    request.body,
+                    headers["x-wahttp-signature"],
+                )
+
+            # The first message each way started a session (pkmsg); the rest used it (msg).
+            stats = (await admin.get("/stats")).json()["enc"]
+            counts = {(s["from"], s["to"], s["type"]): s["count"] for s in stats}
+            for sender, recipient in ((theirs, ours_number), (ours_number, theirs)):
+                assert counts.get((sender, recipient, "pkmsg"), 0) >= 1
+                assert counts.get((sender, recipient, "msg"), 0) >= COUNT - 2
+
+            # And our sent messages got delivered receipts back from Baileys.
+            async def delivered(message_id: str) -> bool:
+                status = (await api.get(f"/sessions/w/messages/{message_id}")).json()
+                return bool(status["status"] in ("delivered", "read"))
+
+            async with asyncio.timeout(30):
+                for message_id in sent_ids:
+                    while not await delivered(message_id):
+                        await asyncio.sleep(0.05)
+    finally:
+        if baileys is not None:
+            await baileys.stop()
+        await service.stop()
