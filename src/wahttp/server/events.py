@@ -53,10 +53,14 @@ class ServiceEvents:
         moved = await self.messages.set_status(session_id, [message_id], status)
         if moved:
             await self._ack(session_id, message_id, chat, status, None)
+        # else a receipt overtook the server's ack and reported "sent" already (on_ack)
 
     async def on_ack(self, session_id: str, event: MessageAck) -> None:
         moved = await self.messages.set_status(session_id, list(event.ids), event.status)
-        for message_id in moved:
+        for message_id, previous in moved:
+            if previous == "pending":
+                # The receipt overtook the server's ack: the message was sent, say so first.
+                await self._ack(session_id, message_id, event.chat, "sent", None)
             await self._ack(session_id, message_id, event.chat, event.status, event.device)
 
     async def _ack(

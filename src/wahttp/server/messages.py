@@ -51,24 +51,36 @@ class MessageRepository:
                 chat,
             )
 
-    async def set_status(self, session_id: str, message_ids: list[str], status: str) -> list[str]:
-        """Advance these messages to `status` (never backwards); returns the ids that moved."""
-        column = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}.get(status)
-        stamp = f", {column} = COALESCE({column}, now())" if column else ""
+    async def set_status(
+        self, session_id: str, message_ids: list[str], status: str
+    ) -> list[tuple[str, str]]:
+        """Advance these messages to `status` (never backwards); returns (id, previous status)
+        of those that moved."""
+        # A later status implies the earlier ones (a receipt can overtake the server's ack).
+        rank = RANK.get(status, 0)
+        columns = [c for c, r in (("sent_at", 1), ("delivered_at", 2), ("read_at", 3)) if rank >= r]
+        stamp = "".join(f", {c} = COALESCE(m.{c}, now())" for c in columns)
         lower = [s for s, r in RANK.items() if r < RANK.get(status, 0)]
         if status == "failed":
             lower = ["pending"]
+        query = (
+            "WITH old AS (SELECT id, status FROM messages WHERE session_id = $1 "
+            "AND id = ANY($2::text[]) AND from_me AND status = ANY($4::text[]) FOR UPDATE) "
+            f"UPDATE messages m SET status = $3, updated_at = now(){stamp} "  # fixed column map
+            "FROM old WHERE m.session_id = $1 AND m.id = old.id RETURNING m.id, old.status"
+        )
         async with self._db.acquire() as conn:
-            rows = await conn.fetch(
-                f"UPDATE messages SET status = $3, updated_at = now(){stamp} "
-                "WHERE session_id = $1 AND id = ANY($2::text[]) AND from_me "
-                "AND status = ANY($4::text[]) RETURNING id",
+            rows = await conn.fetch(query, session_id, message_ids, status, lower)
+        return [(r["id"], r["status"]) for r in rows]
+
+    async def mark_read_incoming(self, session_id: str, message_id: str) -> None:
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "UPDATE messages SET read_at = COALESCE(read_at, now()), updated_at = now() "
+                "WHERE session_id = $1 AND id = $2 AND NOT from_me",
                 session_id,
-                message_ids,
-                status,
-                lower,
+                message_id,
             )
-        return [r["id"] for r in rows]
 
     async def get(self, session_id: str, message_id: str) -> MessageRow | None:
         async with self._db.acquire() as conn:

@@ -144,3 +144,8 @@ class Health(BaseModel):
 class Deleted(BaseModel):
     success: bool
     id: str
+
+
+class Done(BaseModel):
+    success: bool
+    id: str

@@ -119,6 +119,7 @@ async def link(
     )
     server.network.add_device(account, device)
     log.info("linked %s", jid)
+    await server.router.device_changed(phone.number, device_id, "add")
     await conn.stream_error(515)
     return device
 

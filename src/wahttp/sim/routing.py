@@ -45,6 +45,8 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         # (from number, to number, enc type) -> count: lets tests see pkmsg turn into msg
         self.enc_counts: Counter[tuple[str, str, str]] = Counter()
+        # number -> numbers it has exchanged messages with: who hears of its device changes
+        self.contacts: dict[str, set[str]] = {}
 
     # -- addressing ----------------------------------------------------------------------------
     def resolve(self, jid: Jid | None) -> tuple[Account, int] | None:
@@ -138,6 +140,11 @@ class Router:
             return _ack(node, error="400")
         self.remember_origin(message_id, sender)
         now = str(int(time.time()))
+        if chat.user != sender[0]:
+            target = self.network.account_by_user(chat.user)
+            if target is not None:
+                self.contacts.setdefault(sender[0], set()).add(target.number)
+                self.contacts.setdefault(target.number, set()).add(sender[0])
         sender_account = self.network.accounts[sender[0]]
         chat_jid = node.attr_jid("recipient") or chat
         for target_jid, enc in targets:
@@ -160,6 +167,27 @@ class Router:
             content = [enc] + ([identity] if identity is not None else [])
             await self.deliver((account.number, device_id), Node("message", attrs, content))
         return _ack(node, chat_jid.to_non_ad(), now)
+
+    async def device_changed(self, number: str, device_id: int, kind: str) -> None:
+        """Tell the account's own devices and its contacts that its device list changed."""
+        account = self.network.accounts.get(number)
+        if account is None:
+            return
+        device = Node("device", {"jid": str(Jid(number, S_WHATSAPP_NET, device_id))})
+        listeners = [number, *sorted(self.contacts.get(number, set()))]
+        for listener in listeners:
+            for conn in list(self.network.connections.values()):
+                if conn.device is None or conn.device.number != listener:
+                    continue
+                if listener == number and conn.device.device_id == device_id:
+                    continue
+                attrs = {
+                    "from": str(Jid(number, S_WHATSAPP_NET)),
+                    "type": "devices",
+                    "id": conn.new_id(),
+                    "t": str(int(time.time())),
+                }
+                await conn.send_node(Node("notification", attrs, [Node(kind, {}, [device])]))
 
     async def route_receipt(self, receiver: DeviceKey, node: Node) -> None:
         """A device's receipt acks the stanza for it and travels back to the sender."""

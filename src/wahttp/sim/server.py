@@ -169,6 +169,7 @@ class SimServer:
         if device is None:
             return False
         self.router.forget_device((number, device_id))
+        await self.router.device_changed(number, device_id, "remove")
         conn = self.network.connections.get(str(device.jid))
         if conn is not None:
             await conn.stream_error(401, Node("conflict", {"type": "device_removed"}))

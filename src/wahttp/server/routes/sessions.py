@@ -18,6 +18,7 @@ from wahttp.server.schemas import (
     CreateSession,
     Deleted,
     Disconnect,
+    Done,
     MessageStatus,
     PairRequest,
     PairResponse,
@@ -31,6 +32,7 @@ from wahttp.server.schemas import (
 from wahttp.server.state import SessionState
 from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
+from wahttp.wa.jid import Jid
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 PAIR_MESSAGE = "Enter this code in WhatsApp to pair your device"
@@ -155,6 +157,26 @@ async def message_status(
     if found is None:
         raise ApiError(404, "message_not_found", f"no message {message_id!r} in this session")
     return MessageStatus(**dataclasses.asdict(found))
+
+
+@router.post("/{session_id}/messages/{message_id}/read", response_model=Done)
+async def mark_read(
+    row: SessionRow, message_id: Annotated[str, Path(max_length=128)], services: ServicesDep
+) -> Done:
+    """Send a read receipt for a message this session received (the sender sees it read)."""
+    found = await services.messages.get(row.id, message_id)
+    if found is None or found.from_me:
+        raise ApiError(404, "message_not_found", f"no received message {message_id!r}")
+    session = services.manager.get(row.id)
+    if session is None or session.state != SessionState.OPEN:
+        state = session.state if session is not None else SessionState.STOPPED
+        raise ApiError(409, "session_not_open", f"the session is {state}", state=str(state))
+    try:
+        await session.client.send_read(Jid.parse(found.chat), [message_id])
+    except WAError as exc:
+        raise ApiError(503, "not_connected", f"the receipt could not be sent: {exc}") from exc
+    await services.messages.mark_read_incoming(row.id, message_id)
+    return Done(success=True, id=message_id)
 
 
 @router.post("/{session_id}/pair-request", response_model=PairResponse)

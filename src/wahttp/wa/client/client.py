@@ -26,6 +26,7 @@ from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.connection import NodeConnection, open_connection
 from wahttp.wa.client.events import Disconnected, Event, LoggedOut
 from wahttp.wa.client.messages import Message, text_message
+from wahttp.wa.client.receipts import read_receipt
 from wahttp.wa.errors import ConnectionClosed, IQError, WAError
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
 from wahttp.wa.logs import SessionLogger
@@ -308,6 +309,11 @@ class Client:
     async def send_text(self, to: Jid, text: str) -> send_mod.SendResult:
         """Send a text to a chat (user JID); returns once the server has acked it."""
         return await send_mod.send_message(self, to, text_message(text))
+
+    async def send_read(self, chat: Jid, ids: list[str]) -> None:
+        """Mark received messages of a chat as read (the sender sees blue ticks)."""
+        if ids:
+            await self.send_node(read_receipt(str(chat), ids))
 
     async def query(self, node: Node, timeout: float | None = None) -> Node:
         """Send an iq and wait for its result; type=error raises IQError."""

@@ -7,9 +7,18 @@ from typing import TYPE_CHECKING
 from wahttp.wa.binary import Node
 from wahttp.wa.client import pair_code, prekeys, usync
 from wahttp.wa.client.ib import ack_for
+from wahttp.wa.jid import Jid
 
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
+
+
+async def forget_user_sessions(client: Client, user: Jid) -> None:
+    ss = client.signal
+    devices = (await ss.device_lists([user.user])).get(user.user, [0])
+    async with client.e2e_lock:
+        for device in devices:
+            await ss.forget_identity(await ss.address(Jid(user.user, user.server, device)))
 
 
 async def on_notification(client: Client, node: Node) -> None:
@@ -28,7 +37,9 @@ async def on_notification(client: Client, node: Node) -> None:
         if count is not None and count.attr_int("value", 0) < client.config.min_pre_keys:
             client.spawn(prekeys.upload(client, 50), "wa-prekeys")
     elif kind == "encrypt" and node.child("identity") is not None:
+        # The contact's identity changed (new phone): its sessions are void.
         who = node.attr_jid("from")
         if who is not None:
             usync.invalidate(client, who.user)
+            await forget_user_sessions(client, who)
     await client.send_node(ack_for(node))

@@ -44,6 +44,15 @@ async def on_receipt(client: Client, node: Node) -> None:
         await client.send_node(ack_for(node))
 
 
+def read_receipt(chat: str, ids: list[str], sender: str | None = None) -> Node:
+    """Tell the sender we read these messages (the first id in attrs, the rest listed)."""
+    attrs = {"id": ids[0], "to": chat, "type": "read", "t": str(int(time.time()))}
+    if sender and sender != chat:
+        attrs["participant"] = sender
+    items = [Node("item", {"id": i}) for i in ids[1:]]
+    return Node("receipt", attrs, [Node("list", {}, items)] if items else None)
+
+
 async def on_ack(client: Client, node: Node) -> None:
     """The server's <ack class=message> for a stanza we sent resolves its waiter."""
     if node.attr("class") == "message":
