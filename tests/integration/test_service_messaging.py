@@ -40,8 +40,10 @@ async def service(sim: SimHandle, database_url: str, tmp_path: Path) -> AsyncIte
             sim,
             database_url,
             tmp_path,
+            # Fast retries that still outlast a minute's outage (about 30 tries, 2 s apart at most).
             WAHTTP_WEBHOOK_BACKOFF_BASE=0.2,
             WAHTTP_WEBHOOK_BACKOFF_MAX=2,
+            WAHTTP_WEBHOOK_MAX_ATTEMPTS=60,
         )
     )
     await svc.start()
