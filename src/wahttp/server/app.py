@@ -14,7 +14,7 @@ from wahttp.server import errors
 from wahttp.server.db import Database, start_embedded
 from wahttp.server.deps import Services
 from wahttp.server.events import ServiceEvents
-from wahttp.server.messages import MessageRepository
+from wahttp.server.messages import MessageRepository, SessionSentStore
 from wahttp.server.routes import health, sessions
 from wahttp.server.routes import webhooks as webhook_routes
 from wahttp.server.sessions import SessionManager, StoreFactory
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pairing_wait=settings.pairing_wait,
                 on_logged_out=forget,
                 events=events,
+                sent_store=lambda session_id: SessionSentStore(messages, session_id),
             )
             manager.add_listener(events.on_status)
             app.state.services = Services(settings, db, repo, manager, messages, hooks)

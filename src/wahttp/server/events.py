@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncpg
 
 from wahttp.server.messages import MessageRepository
 from wahttp.wa.client.events import MessageAck, MessageReceived
@@ -16,7 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class EventEmitter(Protocol):
-    async def emit(self, session_id: str, type: str, data: dict[str, Any]) -> None: ...
+    async def emit(
+        self,
+        session_id: str | None,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> None: ...
 
 
 class ServiceEvents:
@@ -31,7 +41,8 @@ class ServiceEvents:
             await self.webhooks.emit(session_id, type, data)
 
     async def on_message(self, session_id: str, event: MessageReceived) -> None:
-        await self.messages.record_incoming(session_id, event.id, event.chat)
+        """Record the message and queue its webhook in one transaction; a redelivered message
+        (after a crash before the receipt went out) is recognised and not announced twice."""
         data = {
             "id": event.id,
             "chat": event.chat,
@@ -43,7 +54,11 @@ class ServiceEvents:
             "type": event.kind,
             "text": event.text,
         }
-        await self._emit(session_id, "message", data)
+        async with self.messages.transaction() as conn:
+            if not await self.messages.record_incoming(session_id, event.id, event.chat, conn):
+                return
+            if self.webhooks is not None:
+                await self.webhooks.emit(session_id, "message", data, conn=conn)
 
     async def before_send(self, session_id: str, message_id: str, chat: str) -> None:
         await self.messages.record_outgoing(session_id, message_id, chat)

@@ -5,8 +5,12 @@ Only ids, chats and timestamps are stored; message bodies stay out of the databa
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+
+import asyncpg
 
 from wahttp.server.db import Database
 
@@ -41,15 +45,23 @@ class MessageRepository:
                 chat,
             )
 
-    async def record_incoming(self, session_id: str, message_id: str, chat: str) -> None:
-        async with self._db.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO messages (session_id, id, chat, from_me, status) "
-                "VALUES ($1, $2, $3, false, 'received') ON CONFLICT DO NOTHING",
-                session_id,
-                message_id,
-                chat,
-            )
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._db.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def record_incoming(
+        self, session_id: str, message_id: str, chat: str, conn: asyncpg.Connection
+    ) -> bool:
+        """Record a received message; False when it was recorded before (a redelivery)."""
+        inserted = await conn.fetchval(
+            "INSERT INTO messages (session_id, id, chat, from_me, status) "
+            "VALUES ($1, $2, $3, false, 'received') ON CONFLICT DO NOTHING RETURNING true",
+            session_id,
+            message_id,
+            chat,
+        )
+        return bool(inserted)
 
     async def set_status(
         self, session_id: str, message_ids: list[str], status: str
@@ -73,6 +85,28 @@ class MessageRepository:
             rows = await conn.fetch(query, session_id, message_ids, status, lower)
         return [(r["id"], r["status"]) for r in rows]
 
+    async def save_sent(self, session_id: str, message_id: str, chat: str, payload: bytes) -> None:
+        async with self._db.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO messages (session_id, id, chat, from_me, status, payload) "
+                "VALUES ($1, $2, $3, true, 'pending', $4) "
+                "ON CONFLICT (session_id, id) DO UPDATE SET payload = EXCLUDED.payload",
+                session_id,
+                message_id,
+                chat,
+                payload,
+            )
+
+    async def load_sent(self, session_id: str, message_id: str) -> tuple[str, bytes] | None:
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT chat, payload FROM messages WHERE session_id = $1 AND id = $2 "
+                "AND from_me AND payload IS NOT NULL",
+                session_id,
+                message_id,
+            )
+        return (row["chat"], bytes(row["payload"])) if row else None
+
     async def mark_read_incoming(self, session_id: str, message_id: str) -> None:
         async with self._db.acquire() as conn:
             await conn.execute(
@@ -91,3 +125,17 @@ class MessageRepository:
                 message_id,
             )
         return MessageRow(**dict(row)) if row else None
+
+
+class SessionSentStore:
+    """One session's view of the sent-message store (the client's SentStore)."""
+
+    def __init__(self, repo: MessageRepository, session_id: str) -> None:
+        self._repo = repo
+        self._session_id = session_id
+
+    async def save_sent(self, message_id: str, chat: str, payload: bytes) -> None:
+        await self._repo.save_sent(self._session_id, message_id, chat, payload)
+
+    async def load_sent(self, message_id: str) -> tuple[str, bytes] | None:
+        return await self._repo.load_sent(self._session_id, message_id)

@@ -30,6 +30,7 @@ from wahttp.wa.client import (
     PairSuccess,
     QRCode,
 )
+from wahttp.wa.client.client import SentStore
 from wahttp.wa.client.events import MessageAck, MessageReceived
 from wahttp.wa.client.messages import new_message_id, text_message
 from wahttp.wa.client.send import SendResult, send_message
@@ -74,7 +75,8 @@ class ManagedSession:
         config = manager.client_config()
         if push_name:
             config.push_name = push_name
-        self.client = Client(self.store, config, session_id=session_id)
+        sent_store = manager.sent_store(session_id) if manager.sent_store else None
+        self.client = Client(self.store, config, session_id=session_id, sent_store=sent_store)
         self.client.add_event_handler(self._on_event)
         self.state = SessionState.CREATED
         self.since = _now()
@@ -252,8 +254,10 @@ class SessionManager:
         pairing_wait: float = 20.0,
         on_logged_out: Callable[[str], Awaitable[None]] | None = None,
         events: ServiceEvents | None = None,
+        sent_store: Callable[[str], SentStore] | None = None,
     ) -> None:
         self.events = events
+        self.sent_store = sent_store
         self.make_store = make_store
         self.client_config = client_config
         self.auth_dir = auth_dir

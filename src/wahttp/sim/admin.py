@@ -142,6 +142,7 @@ def create_admin_app(server: SimServer) -> FastAPI:
             "received": peer.inbox_json(),
             "sent": [vars(i).copy() for i in peer.sent.values()],
             "undecryptable": peer.undecryptable,
+            "duplicates": peer.duplicates,
         }
 
     @app.post("/phones/{number}/messages/{message_id}/read")

@@ -60,6 +60,8 @@ class PhonePeer:
     sent: dict[str, SentItem] = field(default_factory=dict)
     public_pre_keys: dict[int, bytes] = field(default_factory=dict)
     undecryptable: int = 0
+    duplicates: int = 0
+    _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         creds = new_creds()
@@ -167,15 +169,23 @@ class PhonePeer:
         enc = stanza.child("enc")
         if sender is None or enc is None or enc.content_bytes() is None:
             return
+        message_id = stanza.attr("id") or ""
+        if (str(sender.to_non_ad()), message_id) in self._seen:
+            # A redelivery (the sender or the server retried): a phone shows a message once.
+            self.duplicates += 1
+            await self._receipt(router, message_id, sender, None)
+            return
         try:
-            plaintext = await e2e.decrypt_from(
+            decrypted = await e2e.decrypt_from(
                 self.ss, sender, enc.attr("type") or "", enc.content_bytes() or b""
             )
-            message = messages.parse(plaintext)
+            message = messages.parse(decrypted.plaintext)
+            await decrypted.commit()
         except (SignalError, messages.PayloadError) as exc:
             self.undecryptable += 1
-            log.warning("phone %s cannot decrypt %s: %s", self.number, stanza.attr("id"), exc)
+            log.warning("phone %s cannot decrypt %s: %s", self.number, message_id, exc)
             return
+        self._seen.add((str(sender.to_non_ad()), message_id))
         from_me = sender.user == self.number
         chat = stanza.attr("recipient") if from_me else str(sender.to_non_ad())
         if message.HasField("deviceSentMessage"):

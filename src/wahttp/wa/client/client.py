@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from wahttp.wa.auth.creds import Creds, new_creds
 from wahttp.wa.auth.signal_store import SignalStore
@@ -35,6 +35,16 @@ from wahttp.wa.transport import CLOSED_BY_TRANSPORT, Transport
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], Awaitable[None] | None]
+
+
+class SentStore(Protocol):
+    """Durable copies of sent messages, to re-encrypt them when a device asks (retry)."""
+
+    async def save_sent(self, message_id: str, chat: str, payload: bytes) -> None: ...
+
+    async def load_sent(self, message_id: str) -> tuple[str, bytes] | None: ...
+
+
 TransportFactory = Callable[[], Awaitable[Transport]]
 # Codes after which the stored auth is void and the device must be linked again.
 LOGGED_OUT_CODES = frozenset({401, 403, 406})
@@ -53,7 +63,9 @@ class Client:
         *,
         session_id: str = "",
         transport_factory: TransportFactory | None = None,
+        sent_store: SentStore | None = None,
     ) -> None:
+        self.sent_store = sent_store
         self.store = store
         self.config = config or ClientConfig()
         self.session_id = session_id
@@ -300,11 +312,21 @@ class Client:
         if fut is not None and not fut.done():
             fut.set_result(node)
 
-    def remember_sent(self, message_id: str, chat: Jid, message: Message) -> None:
-        """Keep recent messages to re-encrypt them when a device sends a retry receipt."""
+    async def remember_sent(self, message_id: str, chat: Jid, message: Message) -> None:
+        """Keep a message to re-encrypt it on a retry receipt; durable before it is sent."""
         self.recent_sent[message_id] = (chat, message)
         while len(self.recent_sent) > RECENT_SENT:
             self.recent_sent.popitem(last=False)
+        if self.sent_store is not None:
+            await self.sent_store.save_sent(message_id, str(chat), message.SerializeToString())
+
+    async def recall_sent(self, message_id: str) -> tuple[Jid, Message] | None:
+        found = self.recent_sent.get(message_id)
+        if found is None and self.sent_store is not None:
+            stored = await self.sent_store.load_sent(message_id)
+            if stored is not None:
+                found = (Jid.parse(stored[0]), Message.FromString(stored[1]))
+        return found
 
     async def send_text(self, to: Jid, text: str) -> send_mod.SendResult:
         """Send a text to a chat (user JID); returns once the server has acked it."""

@@ -7,9 +7,11 @@ ciphertext that depends on it leaves, so a crash never desynchronises a session.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from wahttp.wa.auth.signal_store import SignalStore
+from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.jid import Jid
 from wahttp.wa.signal import (
     PreKeyBundle,
@@ -47,7 +49,21 @@ async def start_session(ss: SignalStore, device: Jid, bundle: PreKeyBundle) -> N
     await ss.save_session(address, record, identity=bundle.identity_key)
 
 
-async def decrypt_from(ss: SignalStore, sender: Jid, kind: str, data: bytes) -> bytes:
+@dataclass
+class Decrypted:
+    """A decrypted payload whose session change is not saved yet: call `commit()` once the
+    message is safely handed over, so a crash in between makes the server redeliver a message
+    we can still decrypt, instead of one our advanced ratchet would refuse as a duplicate."""
+
+    plaintext: bytes
+    changes: dict[str, dict[str, Any]]
+    store: AuthStore
+
+    async def commit(self) -> None:
+        await self.store.set(self.changes)  # one atomic write: session, identity, used pre-key
+
+
+async def decrypt_from(ss: SignalStore, sender: Jid, kind: str, data: bytes) -> Decrypted:
     address = await ss.address(sender)
     record = await ss.load_session(address)
     if kind == "pkmsg":
@@ -61,18 +77,16 @@ async def decrypt_from(ss: SignalStore, sender: Jid, kind: str, data: bytes) -> 
             one_time,
             data,
         )
-        changes: dict[str, dict[str, object]] = {
+        changes: dict[str, dict[str, Any]] = {
             "session": {address: record.to_json()},
             "identity-key": {address: header.identity_key},
         }
         if used is not None:
             changes["pre-key"] = {str(used): None}
-        await ss.store.set(changes)  # one atomic write: session, identity, used pre-key
-        return plaintext
+        return Decrypted(plaintext, changes, ss.store)
     if kind != "msg":
         raise NoSession(f"unsupported enc type {kind!r}")
     if record is None:
         raise NoSession(f"no session with {address}")
     plaintext = decrypt_message(record, ss.identity_key(), data)
-    await ss.save_session(address, record)
-    return plaintext
+    return Decrypted(plaintext, {"session": {address: record.to_json()}}, ss.store)

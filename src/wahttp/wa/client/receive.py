@@ -48,35 +48,63 @@ async def on_message(client: Client, node: Node) -> None:
         lid = Jid.parse(alt)
         if lid.is_lid() and await client.signal.store_lid_mapping(lid.user, sender.user):
             await client.signal.migrate_sessions(sender.user, lid.user, [sender.device or 0])
-    message: messages.Message | None = None
+    # Decrypt, hand over, and only then save the ratchet: if the hand-over fails or we crash,
+    # nothing is saved, no receipt goes out, and the redelivered message still decrypts.
+    async with client.e2e_lock:
+        outcome = await _decrypt(client, node, sender, chat, from_me)
+        if outcome is None:
+            return
+        decrypted, message = outcome
+        if message is not None:
+            event = _event(node, message, chat=chat, sender=sender, from_me=from_me, alt=alt)
+            await client.emit(event, must_succeed=True)
+        await decrypted.commit()
+    await client.send_node(_receipt(node, from_me) if message is not None else _ack(node))
+
+
+async def _decrypt(
+    client: Client, node: Node, sender: Jid, chat: Jid, from_me: bool
+) -> tuple[e2e.Decrypted, messages.Message | None] | None:
+    """The first decryptable <enc> of a stanza; None when the stanza was answered already."""
     for enc in node.children("enc"):
         data = enc.content_bytes()
         if data is None:
             continue
         try:
-            async with client.e2e_lock:
-                plaintext = await e2e.decrypt_from(
-                    client.signal, sender, enc.attr("type") or "", data
-                )
-            message = messages.parse(plaintext)
+            decrypted = await e2e.decrypt_from(client.signal, sender, enc.attr("type") or "", data)
         except DuplicateMessage:
             client.log.info("duplicate message %s ignored", node.attr("id"))
             await client.send_node(_receipt(node, from_me))
-            return
-        except (SignalError, messages.PayloadError, WAError) as exc:
+            return None
+        except (SignalError, WAError) as exc:
             client.log.warning("cannot decrypt %s: %s", node.attr("id"), type(exc).__name__)
             await retry.request_resend(client, node, sender, chat)
-            return
-    if message is None:
-        await client.send_node(_ack(node))
-        return
+            return None
+        try:
+            return decrypted, messages.parse(decrypted.plaintext)
+        except messages.PayloadError:
+            client.log.warning("undecodable payload in %s", node.attr("id"))
+            return decrypted, None
+    await client.send_node(_ack(node))
+    return None
+
+
+def _event(
+    node: Node,
+    message: messages.Message,
+    *,
+    chat: Jid,
+    sender: Jid,
+    from_me: bool,
+    alt: str | None,
+) -> MessageReceived:
     if message.HasField("deviceSentMessage"):
         inner = message.deviceSentMessage
         if inner.destinationJid:
             chat = Jid.parse(inner.destinationJid).to_non_ad()
         message = inner.message
     content = messages.content_of(message)
-    event = MessageReceived(
+    return MessageReceived(
         id=node.attr("id") or "",
         chat=str(chat),
         sender=str(sender),
@@ -87,10 +115,6 @@ async def on_message(client: Client, node: Node) -> None:
         text=content.text,
         sender_alt=alt,
     )
-    # Handed over (e.g. written to the webhook outbox) before the receipt: if that fails, no
-    # receipt goes out and the server delivers the message again.
-    await client.emit(event, must_succeed=True)
-    await client.send_node(_receipt(node, from_me))
 
 
 def _receipt(node: Node, from_me: bool) -> Node:

@@ -97,7 +97,7 @@ async def send_message(
     if any_pkmsg:
         content.append(device_identity(client))
     stanza = Node("message", {"id": message_id, "to": str(chat), "type": "text"}, content)
-    client.remember_sent(message_id, chat, message)
+    await client.remember_sent(message_id, chat, message)
     ack = await client.send_and_wait_ack(stanza, ACK_TIMEOUT)
     error = ack.attr("error")
     if error:
@@ -110,7 +110,7 @@ async def send_message(
 
 async def resend_to(client: Client, device: Jid, message_id: str, count: int) -> bool:
     """Answer a retry receipt: re-encrypt a recently sent message for one device."""
-    sent = client.recent_sent.get(message_id)
+    sent = await client.recall_sent(message_id)
     if sent is None:
         client.log.info("retry for a message we no longer have")
         return False
