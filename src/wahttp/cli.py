@@ -1,4 +1,5 @@
-"""The `wahttp` command line: `serve` the API, run the `sim` sandbox, `auth` import/export."""
+"""The `wahttp` command line: `serve` the API, run the `sim` sandbox, `auth` (import, export,
+rotate-key)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--keys-file", type=Path, help="keep the simulator's root key here across restarts"
     )
+    sim.add_argument(
+        "--state-file",
+        type=Path,
+        help="keep accounts, devices, keys and queued stanzas here across restarts",
+    )
     sim.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
     serve = sub.add_parser("serve", help="run the REST API (settings from the environment)")
     serve.add_argument("--host", help="overrides HOST")
@@ -36,13 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     exp = auth_sub.add_parser("export", help="write a session's auth as a Baileys folder")
     exp.add_argument("session_id")
     exp.add_argument("folder", type=Path)
+    auth_sub.add_parser(
+        "rotate-key",
+        help="seal all auth state under the current encryption key (WAHTTP_ENCRYPTION_KEY[_FILE])",
+    )
     return parser
 
 
 async def _run_sim(args: argparse.Namespace) -> None:
     from wahttp.sim.runner import load_keys, start_sim
 
-    handle = await start_sim(args.host, args.port, args.admin_port, load_keys(args.keys_file))
+    keys = load_keys(args.keys_file) if args.keys_file or not args.state_file else None
+    handle = await start_sim(
+        args.host, args.port, args.admin_port, keys, state_file=args.state_file
+    )
     info = {"ws_url": handle.ws_url, "root_key": handle.root_key_b64, "admin_url": handle.admin_url}
     if args.json:
         print(json.dumps(info), flush=True)

@@ -1,14 +1,23 @@
-"""The simulator's admin HTTP API: make phones, scan QRs, unlink devices, break connections."""
+"""The simulator's admin HTTP API: make phones, scan QRs, unlink devices, inject faults."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from wahttp.sim.faults import (
+    DEFAULT_CHAOS_KINDS,
+    ChaosPlan,
+    ConnectionFault,
+    FaultError,
+    FaultKind,
+    new_seed,
+)
 from wahttp.sim.linking import LinkError, scan_qr
 from wahttp.sim.network import Account, Device
 from wahttp.sim.pair_code import enter_code
@@ -40,6 +49,36 @@ class PhoneMessage(BaseModel):
 class StreamError(BaseModel):
     code: int | None = Field(default=None, ge=100, le=999)
     conflict: str | None = Field(default=None, pattern=r"^(replaced|device_removed)$")
+
+
+class Fail(BaseModel):
+    kind: ConnectionFault
+    code: int | None = Field(
+        default=None, ge=500, le=599, description="for 5xx (default 503) and failure-5xx (500)"
+    )
+    seconds: float | None = Field(
+        default=None, gt=0, le=86400, description="stall: abort the socket after this long"
+    )
+
+
+class Refuse(BaseModel):
+    seconds: float = Field(gt=0, le=86400)
+
+
+class Restart(BaseModel):
+    down_seconds: float = Field(default=1.0, ge=0, le=3600)
+
+
+class Chaos(BaseModel):
+    count: int = Field(ge=1, le=100_000)
+    interval: float = Field(default=1.0, gt=0, le=3600, description="mean seconds between faults")
+    kinds: list[FaultKind] = Field(default_factory=lambda: list(DEFAULT_CHAOS_KINDS), min_length=1)
+    seed: int | None = Field(default=None, ge=0, le=2**63)
+    targets: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
+    stall_seconds: float = Field(default=10.0, gt=0, le=3600)
+    refuse_seconds: float = Field(default=2.0, gt=0, le=3600)
+    down_seconds: float = Field(default=1.0, ge=0, le=3600)
+    target_wait: float = Field(default=30.0, ge=0, le=3600)
 
 
 def _device_json(server: SimServer, device: Device) -> dict[str, Any]:
@@ -78,6 +117,10 @@ def create_admin_app(server: SimServer) -> FastAPI:
     @app.exception_handler(LinkError)
     async def link_error(request: Request, exc: LinkError) -> JSONResponse:
         return _error(exc.status, "link_failed", str(exc))
+
+    @app.exception_handler(FaultError)
+    async def fault_error(request: Request, exc: FaultError) -> JSONResponse:
+        return _error(exc.status, "fault_refused", str(exc))
 
     def account_or_404(number: str) -> Account:
         account = server.network.accounts.get(number)
@@ -158,6 +201,13 @@ def create_admin_app(server: SimServer) -> FastAPI:
         if not await server.unlink(number, device_id):
             raise HTTPException(404, f"phone {number} has no device {device_id}")
 
+    @app.post("/state/save")
+    async def save_state() -> dict[str, str]:
+        """Write the state file now (it is written at shutdown anyway); 409 without one."""
+        if server.state_file is None:
+            raise HTTPException(409, "the simulator runs without --state-file")
+        return {"saved": str(await server.save_state())}
+
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         """Counters: encrypted payloads routed per (sender, recipient, type)."""
@@ -177,10 +227,12 @@ def create_admin_app(server: SimServer) -> FastAPI:
 
     @app.post("/connections/drop-all")
     async def drop_all() -> dict[str, int]:
-        conns = list(server.network.connections.values())
-        for conn in conns:
-            conn.abort()
-        return {"dropped": len(conns)}
+        dropped = 0
+        for jid in list(server.network.connections):
+            with contextlib.suppress(FaultError):  # gone meanwhile
+                await server.faults.fail(jid, "drop")
+                dropped += 1
+        return {"dropped": dropped}
 
     def connection_or_404(jid: str) -> Any:
         conn = server.connection(jid)
@@ -190,14 +242,27 @@ def create_admin_app(server: SimServer) -> FastAPI:
 
     @app.post("/connections/{jid}/drop")
     async def drop(jid: str) -> dict[str, bool]:
-        connection_or_404(jid).abort()
+        await server.faults.fail(jid, "drop")
         return {"dropped": True}
 
     @app.post("/connections/{jid}/stall")
-    async def stall(jid: str) -> dict[str, bool]:
-        """Stop reading and writing on this connection (the TCP link stays up)."""
-        connection_or_404(jid).stalled = True
+    async def stall(jid: str, seconds: float | None = Query(default=None, gt=0)) -> dict[str, bool]:
+        """Stop reading and writing on this connection (the TCP link stays up, until the client
+        gives up or, with `?seconds=`, the server aborts it after that long)."""
+        await server.faults.fail(jid, "stall", seconds=seconds)
         return {"stalled": True}
+
+    @app.post("/connections/{jid}/fail")
+    async def fail(jid: str, body: Fail) -> dict[str, Any]:
+        """One fault on one device's stream. `drop` aborts the TCP connection (client: 428);
+        `stall` stops reading and writing (the client's keepalive gives up: 408; with `seconds`
+        the server aborts the socket after that long: 428); `5xx` is <stream:error code=5xx>;
+        `515` asks for a restart; `440` is a conflict (replaced): nothing is removed, the client
+        stops; `401` is the phone unlinking the device (removed, like DELETE
+        /phones/{n}/devices/{id}); `failure-5xx` is <failure reason=5xx>. `code` is what the
+        client reports (null for a stall)."""
+        entry = await server.faults.fail(jid, body.kind, code=body.code, seconds=body.seconds)
+        return {"kind": entry.kind, "target": entry.target, "code": entry.code}
 
     @app.post("/connections/{jid}/ping")
     async def server_ping(jid: str) -> dict[str, bool]:
@@ -216,5 +281,61 @@ def create_admin_app(server: SimServer) -> FastAPI:
         child = Node("conflict", {"type": body.conflict}) if body.conflict else None
         await conn.stream_error(body.code, child)
         return {"sent": True}
+
+    # -- server-wide faults ----------------------------------------------------------------------
+    @app.get("/faults")
+    async def faults() -> dict[str, Any]:
+        """Counters per kind, the chaos run, the last 200 faults ({t, kind, target, source,
+        code}), and whether the server listens and accepts connections."""
+        return server.faults.status()
+
+    @app.delete("/faults")
+    async def reset_faults() -> dict[str, Any]:
+        """Stop chaos, end a refusal and clear the counters and the log."""
+        await server.faults.reset()
+        return server.faults.status()
+
+    @app.post("/faults/refuse")
+    async def refuse(body: Refuse) -> dict[str, Any]:
+        """Answer every new WebSocket upgrade with HTTP 503 for `seconds`; streams already open
+        stay up. Another call replaces the deadline."""
+        until = server.faults.refuse(body.seconds)
+        return {"refusing": True, "seconds": body.seconds, "until": until}
+
+    @app.delete("/faults/refuse")
+    async def end_refuse() -> dict[str, bool]:
+        return {"refusing": False, "was_refusing": server.faults.end_refuse()}
+
+    @app.post("/faults/restart")
+    async def restart(body: Restart | None = None) -> dict[str, Any]:
+        """Restart the server as clients see it: every stream is aborted and the port closed,
+        all state is kept, and the server listens on the same port after `down_seconds`."""
+        down = (body or Restart()).down_seconds
+        cut = await server.faults.restart(down)
+        return {"restarting": True, "dropped": cut, "down_seconds": down, "ws_url": server.url}
+
+    @app.post("/faults/chaos", status_code=202)
+    async def chaos(body: Chaos) -> dict[str, Any]:
+        """Inject `count` random faults of `kinds` on random connected devices (or `targets`),
+        one every `interval` seconds on average (uniform in [0.5, 1.5] x interval); the run
+        stops by itself once the last fault is in and the server accepts connections again."""
+        plan = ChaosPlan(
+            count=body.count,
+            interval=body.interval,
+            kinds=tuple(body.kinds),
+            seed=body.seed if body.seed is not None else new_seed(),
+            targets=tuple(body.targets) if body.targets is not None else None,
+            stall_seconds=body.stall_seconds,
+            refuse_seconds=body.refuse_seconds,
+            down_seconds=body.down_seconds,
+            target_wait=body.target_wait,
+        )
+        return server.faults.start_chaos(plan).json()
+
+    @app.delete("/faults/chaos")
+    async def stop_chaos() -> dict[str, Any]:
+        stopped = await server.faults.stop_chaos()
+        run = server.faults.chaos
+        return {"stopped": stopped, "chaos": run.json() if run is not None else None}
 
     return app

@@ -48,6 +48,7 @@ class ServerConnection:
         self._ids = itertools.count(1)
         self.active = False
         self.stalled = False  # fault injection: neither read nor write, like a dead link
+        self._stall_timer: asyncio.TimerHandle | None = None
         self.pings = 0
 
     def new_id(self) -> str:
@@ -70,6 +71,8 @@ class ServerConnection:
             log.debug("conn %d closed: %s", self.conn_id, type(exc).__name__)
         finally:
             self.closed.set()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
             for fut in self.pending.values():
                 fut.cancel()
             self.server.on_closed(self)
@@ -124,6 +127,16 @@ class ServerConnection:
     def abort(self) -> None:
         """Drop the TCP connection without any goodbye, like a network failure."""
         self.ws.transport.abort()
+
+    def stall(self, seconds: float | None = None) -> None:
+        """Stop reading and writing, like a link that went dead; after `seconds` (if given) the
+        socket is aborted, as a dead TCP connection eventually ends."""
+        self.stalled = True
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if seconds is not None and not self.closed.is_set():
+            self._stall_timer = asyncio.get_running_loop().call_later(seconds, self.abort)
 
     async def stream_error(self, code: int | None = None, child: Node | None = None) -> None:
         """Send <stream:error> and close, as the real server does."""

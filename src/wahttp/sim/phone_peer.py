@@ -70,15 +70,15 @@ class PhonePeer:
         creds.registration_id = self.phone.registration_id
         self.creds = creds
         self.ss = SignalStore(self.store, creds)
-        self._next_pre_key = 1
+        self.next_pre_key = 1
 
     @property
     def number(self) -> str:
         return self.phone.number
 
     async def _refill(self) -> None:
-        keys = {self._next_pre_key + i: KeyPair.generate() for i in range(PRE_KEY_BATCH)}
-        self._next_pre_key += PRE_KEY_BATCH
+        keys = {self.next_pre_key + i: KeyPair.generate() for i in range(PRE_KEY_BATCH)}
+        self.next_pre_key += PRE_KEY_BATCH
         await self.store.set(
             {
                 "pre-key": {

@@ -14,6 +14,7 @@ import uvicorn
 
 from wahttp.sim.admin import create_admin_app
 from wahttp.sim.server import SimKeys, SimServer
+from wahttp.sim.state import read_state, restore_state, state_keys
 from wahttp.wa.crypto import KeyPair
 
 
@@ -37,10 +38,13 @@ class SimHandle:
         return {"WAHTTP_WA_URL": self.ws_url, "WAHTTP_WA_ROOT_KEY": self.root_key_b64}
 
     async def stop(self) -> None:
+        """Stop both servers; with a state file, the state is saved last."""
         self._uvicorn.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 5)
         await self.server.stop()
+        if self.server.state_file is not None:
+            await self.server.save_state()
 
 
 def load_keys(path: Path | None) -> SimKeys:
@@ -65,9 +69,21 @@ def load_keys(path: Path | None) -> SimKeys:
 
 
 async def start_sim(
-    host: str = "127.0.0.1", port: int = 0, admin_port: int = 0, keys: SimKeys | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    admin_port: int = 0,
+    keys: SimKeys | None = None,
+    state_file: Path | None = None,
 ) -> SimHandle:
+    """Start the simulator. With `state_file`, the state saved there (if any) is loaded, its
+    keys used unless `keys` are given, and the state is saved there again at `stop()`."""
+    state = read_state(state_file) if state_file is not None else None
+    if keys is None and state is not None:
+        keys = state_keys(state)
     server = SimServer(keys)
+    server.state_file = state_file
+    if state is not None:
+        await restore_state(server, state)
     await server.start(host, port)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from websockets.asyncio.server import Server, serve
 from websockets.asyncio.server import ServerConnection as WSConnection
@@ -15,6 +16,7 @@ from websockets.http11 import Request, Response
 from wahttp.sim import iq as iq_handlers
 from wahttp.sim import linking, pair_code
 from wahttp.sim.connection import ServerConnection
+from wahttp.sim.faults import Faults
 from wahttp.sim.network import Network
 from wahttp.sim.routing import Router
 from wahttp.wa.binary import Node
@@ -50,6 +52,9 @@ class SimServer:
         self._server: Server | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.live: set[ServerConnection] = set()  # every stream past the WebSocket upgrade
+        self.faults = Faults(self)
+        self.state_file: Path | None = None  # where save_state() writes (wahttp sim --state-file)
 
     @property
     def url(self) -> str:
@@ -59,12 +64,16 @@ class SimServer:
     def root_public(self) -> bytes:
         return self.keys.root.public
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = await serve(
             self._handle,
             host,
             port,
-            process_request=_only_chat_path,
+            process_request=self._process_request,
             max_size=16 * 1024 * 1024,
             ping_interval=None,
             compression=None,
@@ -74,13 +83,59 @@ class SimServer:
         log.info("simulator listening on %s", self.url)
 
     async def stop(self) -> None:
+        await self.faults.shutdown()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
+            self._server = None
+
+    async def go_down(self) -> int:
+        """Stop listening and abort every connection at once, as a crashing server does; all
+        state (accounts, devices, mailboxes) stays. Returns how many streams were cut."""
+        server, self._server = self._server, None
+        if server is None:
+            return 0
+        server.close(close_connections=False)
+        conns = list(self.live)
+        for conn in conns:
+            conn.abort()
+        for ws in list(server.connections):  # upgraded but not yet handed to _handle
+            ws.transport.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 5)
+        log.info("simulator down: %d connections cut", len(conns))
+        return len(conns)
+
+    async def come_up(self, attempts: int = 50) -> None:
+        """Listen again on the same address and port (retrying while the port is not free)."""
+        for attempt in range(attempts):
+            try:
+                await self.start(self.host, self.port)
+                return
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.1)
+
+    def _process_request(self, ws: WSConnection, request: Request) -> Response | None:
+        if self.faults.refusing:
+            self.faults.refused_connections += 1
+            return ws.respond(503, "Service Unavailable\n")
+        if request.path.split("?")[0] == WS_PATH:
+            return None
+        return ws.respond(404, "Not Found\n")
 
     async def _handle(self, ws: WSConnection) -> None:
-        await ServerConnection(self, ws).serve()
+        if self._server is None:  # went down while this one was upgrading
+            ws.transport.abort()
+            return
+        conn = ServerConnection(self, ws)
+        self.live.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self.live.discard(conn)
 
     # -- stream life cycle -------------------------------------------------------------------
     async def on_login(self, conn: ServerConnection) -> None:
@@ -178,8 +233,12 @@ class SimServer:
     def connection(self, jid: str) -> ServerConnection | None:
         return self.network.connections.get(jid)
 
+    async def save_state(self) -> Path:
+        """Write accounts, devices, keys, phones and mailboxes to `state_file`."""
+        from wahttp.sim.state import save_state
 
-def _only_chat_path(conn: WSConnection, request: Request) -> Response | None:
-    if request.path.split("?")[0] == WS_PATH:
-        return None
-    return conn.respond(404, "Not Found\n")
+        if self.state_file is None:
+            raise ValueError("the simulator runs without a state file")
+        await save_state(self, self.state_file)
+        log.info("state saved to %s", self.state_file)
+        return self.state_file
