@@ -17,6 +17,7 @@ const { values: args } = parseArgs({
     'auth-dir': { type: 'string' },
     'pair-number': { type: 'string' },
     'qr-timeout-ms': { type: 'string' },
+    reconnect: { type: 'boolean' },
   },
 })
 
@@ -92,6 +93,10 @@ async function start () {
       emit({ event: 'close', code, message: String(lastDisconnect?.error?.message ?? '') })
       if (!stopping && code === DisconnectReason.restartRequired) {
         start().catch((err) => emit({ event: 'error', where: 'restart', message: String(err) }))
+      } else if (!stopping && args.reconnect && code !== DisconnectReason.loggedOut &&
+                 code !== DisconnectReason.connectionReplaced) {
+        // What every Baileys app does: come back after drops and server errors.
+        setTimeout(() => start().catch((err) => emit({ event: 'reconnect-failed', message: String(err) })), 500)
       }
     }
   })

@@ -10,11 +10,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from baileys_tools import Baileys
+from baileys_tools import Baileys, link_baileys_by_code
 from dbtools import read_auth_folder
 from servicetools import Service, service_settings, wait_status
 from simtools import new_phone
-from test_baileys_pairing_code import link_baileys_by_code
 
 from wahttp.server.auth_cli import run_auth_command
 from wahttp.sim.runner import SimHandle

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from baileys_tools import Baileys
+from baileys_tools import Baileys, link_baileys_by_code
 from hooktools import Receiver
 from servicetools import Service, service_settings, wait_status
 from simtools import new_phone
-from test_baileys_pairing_code import link_baileys_by_code
 
 from wahttp.server.webhooks import verify_signature
 from wahttp.sim.runner import SimHandle

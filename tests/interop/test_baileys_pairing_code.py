@@ -7,31 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from baileys_tools import Baileys
+from baileys_tools import Baileys, link_baileys_by_code
 from simtools import new_phone
 
 from wahttp.sim.runner import SimHandle
 
 pytestmark = pytest.mark.interop
-
-
-async def link_baileys_by_code(
-    sim: SimHandle, admin: httpx.AsyncClient, auth_dir: Path, number: str
-) -> dict[str, object]:
-    """Pair a Baileys auth folder by code; returns the device the phone linked."""
-    baileys = await Baileys.start(sim.ws_url, sim.root_key_b64, auth_dir, "--pair-number", number)
-    try:
-        code = (await baileys.next("pairing-code"))["code"]
-        assert len(code) == 8
-        resp = await admin.post(f"/phones/{number}/pairing-code", json={"code": code})
-        assert resp.status_code == 200, resp.text
-        device: dict[str, object] = resp.json()
-        await baileys.next("paired")
-        opened = await baileys.next("open")
-        assert opened["me"]["id"] == device["jid"]
-    finally:
-        await baileys.stop()
-    return device
 
 
 async def test_baileys_links_by_pairing_code(

@@ -1,4 +1,8 @@
-"""Keepalive: ping the server on an interval and declare the link dead when it goes silent."""
+"""Keepalive: ping the server on an interval; a link silent past the grace period is dead.
+
+A dead link is noticed within `keepalive_interval + keepalive_grace` seconds of going silent,
+so a session is never reported open for longer than that on a dead socket.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +25,17 @@ def start(client: Client) -> None:
 
 async def _loop(client: Client) -> None:
     interval = client.config.keepalive_interval
+    grace = client.config.keepalive_grace
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
-        silent_for = loop.time() - client.last_received
-        if silent_for > interval + client.config.keepalive_grace:
-            await client.close(CONNECTION_LOST, "connection lost: no data from the server")
-            return
         ping = Node("iq", {"to": S_WHATSAPP_NET, "type": "get", "xmlns": "w:p"}, [Node("ping", {})])
         try:
-            await client.query(ping, timeout=interval)
-        except (WAError, TimeoutError):
-            client.log.debug("keepalive ping unanswered")
+            await client.query(ping, timeout=grace)
+        except TimeoutError:
+            # Unanswered; other frames arriving meanwhile still prove the link alive.
+            if loop.time() - client.last_received > grace:
+                await client.close(CONNECTION_LOST, "connection lost: keepalive unanswered")
+                return
+        except WAError:
+            return  # the connection is closing anyway
