@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ def service_settings(sim: SimHandle, database_url: str, tmp: Path, **extra: Any)
         "WAHTTP_RECONNECT_BASE": 0.05,
         "WAHTTP_RECONNECT_MAX": 0.5,
         "WAHTTP_SHUTDOWN_TIMEOUT": 5,
+        "WAHTTP_API_KEY": secrets.token_urlsafe(24),  # Service.http() sends it
+        "WAHTTP_SEND_RATE": 0,  # no pacing here; test_api_auth.py tests the limit
     }
     values.update(extra)
     return Settings(_env_file=None, **values)
@@ -74,8 +77,18 @@ class Service:
         await self.stop()
         await self.start()
 
-    def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=30)
+    def admin_key(self) -> str | None:
+        """WAHTTP_API_KEY, or the key the service generated in its data folder (None: none)."""
+        if self.settings.api_key is not None:
+            return self.settings.api_key.get_secret_value()
+        path = Path(self.settings.data_dir) / "admin-api-key"
+        return path.read_text().strip() if path.exists() else None
+
+    def http(self, api_key: str | None = None, *, anonymous: bool = False) -> httpx.AsyncClient:
+        """A client of the API sending `api_key` (default: the admin key), or none if anonymous."""
+        key = None if anonymous else api_key or self.admin_key()
+        headers = {"X-Api-Key": key} if key else {}
+        return httpx.AsyncClient(base_url=self.url, timeout=30, headers=headers)
 
 
 async def wait_status(

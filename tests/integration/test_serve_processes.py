@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -76,10 +77,15 @@ async def test_readme_flow_with_processes(sim_process: dict[str, str], tmp_path:
         WAHTTP_AUTH_DIR=str(tmp_path / "auth_sessions"),
         WAHTTP_WA_URL=sim_process["ws_url"],
         WAHTTP_WA_ROOT_KEY=sim_process["root_key"],
+        WAHTTP_API_KEY=secrets.token_urlsafe(24),
     )
     log = tmp_path / "serve.log"
     admin = httpx.AsyncClient(base_url=sim_process["admin_url"], timeout=30)
-    api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    api = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        timeout=30,
+        headers={"X-Api-Key": env["WAHTTP_API_KEY"]},
+    )
     proc = await _serve(env, log)
     try:
         await _wait_up(api, proc)
@@ -112,3 +118,4 @@ async def test_readme_flow_with_processes(sim_process: dict[str, str], tmp_path:
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert code not in text  # no pairing code in the logs
+    assert env["WAHTTP_API_KEY"] not in text  # nor the API key

@@ -166,3 +166,29 @@ async def test_health_reports_database_and_sessions(api: httpx.AsyncClient) -> N
     docs = await api.get("/openapi.json")
     paths = docs.json()["paths"]
     assert "/sessions/{session_id}/pair-request" in paths and "/health" in paths
+
+
+async def test_a_dead_link_is_not_reported_open(
+    sim: SimHandle, database_url: str, tmp_path: Path, admin: httpx.AsyncClient
+) -> None:
+    settings = service_settings(
+        sim, database_url, tmp_path, WAHTTP_KEEPALIVE_INTERVAL=0.2, WAHTTP_KEEPALIVE_GRACE=0.3
+    )
+    svc = Service(settings)
+    await svc.start()
+    try:
+        async with svc.http() as api:
+            assert (await api.post("/sessions", json={"id": "live"})).status_code == 201
+            number = await pair(api, admin, "live")
+            jid = (await api.get("/sessions/live/status")).json()["jid"]
+            assert (await admin.post(f"/connections/{jid}/stall")).status_code == 200
+            stalled_at = asyncio.get_running_loop().time()
+            status = await wait_status(api, "live", "reconnecting", timeout=5)
+            noticed = asyncio.get_running_loop().time() - stalled_at
+            assert noticed < 0.2 + 0.3 + 1.0  # within interval + grace (plus polling slack)
+            assert status["last_disconnect"]["code"] == 408
+            await wait_status(api, "live", "open", timeout=10)  # and it comes back by itself
+            phone = (await admin.get(f"/phones/{number}")).json()
+            assert phone["devices"][0]["connected"]
+    finally:
+        await svc.stop()

@@ -150,10 +150,10 @@ async def test_refuse_fails_new_connections_then_accepts_again(
     resp = await admin.post("/faults/refuse", json={"seconds": 60})
     assert resp.status_code == 200 and resp.json()["refusing"] is True
 
-    with pytest.raises(websockets.InvalidStatus) as refused:
-        async with websockets.connect(sim.ws_url):
+    # The connection is reset during the upgrade, as an unreachable edge would do.
+    with pytest.raises((websockets.InvalidHandshake, OSError, EOFError)):
+        async with websockets.connect(sim.ws_url, open_timeout=5):
             pass
-    assert refused.value.response.status_code == 503
     client, _ = client_for(sim, b.store)
     with pytest.raises(ConnectionClosed) as closed:
         await client.connect()

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from hooktools import Received, Receiver, eventually
 
 from wahttp.server import errors
+from wahttp.server.auth import ApiAuth
 from wahttp.server.db import Database
 from wahttp.server.routes.webhooks import router
 from wahttp.server.store import SessionRepository
@@ -611,6 +612,7 @@ async def api(db: Database, hooks: Webhooks) -> AsyncIterator[httpx.AsyncClient]
     errors.install(app)
     app.include_router(router)
     app.state.services = SimpleNamespace(repo=SessionRepository(db), webhooks=hooks)
+    app.state.auth = ApiAuth(None, None, enabled=False)  # keys are tested in test_api_auth.py
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client

@@ -32,10 +32,20 @@ const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' }, pino.destina
 
 let sock = null
 let stopping = false
+let reconnectTimer = null
+
+// One reconnect at a time; a superseded socket's events are ignored below.
+function scheduleStart (delay) {
+  if (reconnectTimer || stopping) return
+  reconnectTimer = setTimeout(() => {
+    reconnectTimer = null
+    start().catch((err) => emit({ event: 'reconnect-failed', message: String(err) }))
+  }, delay)
+}
 
 async function start () {
   const { state, saveCreds } = await useMultiFileAuthState(args['auth-dir'])
-  sock = makeWASocket({
+  const current = makeWASocket({
     waWebSocketUrl: args.url,
     auth: state,
     logger,
@@ -43,11 +53,12 @@ async function start () {
     markOnlineOnConnect: false,
     syncFullHistory: false,
   })
-  sock.ev.on('creds.update', async () => {
+  sock = current
+  current.ev.on('creds.update', async () => {
     await saveCreds()
     emit({ event: 'creds' })
   })
-  sock.ev.on('messages.upsert', ({ messages, type }) => {
+  current.ev.on('messages.upsert', ({ messages, type }) => {
     for (const m of messages) {
       const text = m.message?.conversation ?? m.message?.extendedTextMessage?.text ?? null
       emit({
@@ -63,23 +74,24 @@ async function start () {
       })
     }
   })
-  sock.ev.on('messages.update', (updates) => {
+  current.ev.on('messages.update', (updates) => {
     for (const u of updates) {
       if (u.update?.status !== undefined) emit({ event: 'status', id: u.key.id, status: u.update.status })
     }
   })
-  sock.ev.on('message-receipt.update', (updates) => {
+  current.ev.on('message-receipt.update', (updates) => {
     for (const u of updates) emit({ event: 'receipt', id: u.key.id, receipt: u.receipt })
   })
   let askedCode = false
-  sock.ev.on('connection.update', async (update) => {
+  current.ev.on('connection.update', async (update) => {
+    if (current !== sock) return // an old socket: its replacement already runs
     const { connection, lastDisconnect, qr } = update
     if (qr) {
       emit({ event: 'qr', qr })
       if (args['pair-number'] && !askedCode && !state.creds.registered) {
         askedCode = true
         try {
-          const code = await sock.requestPairingCode(args['pair-number'])
+          const code = await current.requestPairingCode(args['pair-number'])
           emit({ event: 'pairing-code', code })
         } catch (err) {
           emit({ event: 'error', where: 'requestPairingCode', message: String(err) })
@@ -91,12 +103,12 @@ async function start () {
     if (connection === 'close') {
       const code = lastDisconnect?.error?.output?.statusCode ?? 0
       emit({ event: 'close', code, message: String(lastDisconnect?.error?.message ?? '') })
-      if (!stopping && code === DisconnectReason.restartRequired) {
-        start().catch((err) => emit({ event: 'error', where: 'restart', message: String(err) }))
-      } else if (!stopping && args.reconnect && code !== DisconnectReason.loggedOut &&
+      if (code === DisconnectReason.restartRequired) {
+        scheduleStart(0)
+      } else if (args.reconnect && code !== DisconnectReason.loggedOut &&
                  code !== DisconnectReason.connectionReplaced) {
         // What every Baileys app does: come back after drops and server errors.
-        setTimeout(() => start().catch((err) => emit({ event: 'reconnect-failed', message: String(err) })), 500)
+        scheduleStart(500)
       }
     }
   })

@@ -10,18 +10,22 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from wahttp import __version__
-from wahttp.server import errors
+from wahttp.server import auth, errors
+from wahttp.server.at_rest import startup_sealer
 from wahttp.server.db import Database, start_embedded
 from wahttp.server.deps import Services
 from wahttp.server.events import ServiceEvents
+from wahttp.server.limits import BodySizeLimit
 from wahttp.server.messages import MessageRepository, SessionSentStore
-from wahttp.server.routes import health, sessions
+from wahttp.server.ratelimit import SendRateLimiter
+from wahttp.server.routes import health, keys, sessions
 from wahttp.server.routes import webhooks as webhook_routes
 from wahttp.server.sessions import SessionManager, StoreFactory
 from wahttp.server.settings import Settings
 from wahttp.server.store import PostgresAuthStore, SessionRepository
 from wahttp.server.webhooks import Webhooks
 from wahttp.wa.auth.multifile import FolderMirror
+from wahttp.wa.auth.sealing import Sealer
 from wahttp.wa.auth.store import AuthStore
 
 log = logging.getLogger(__name__)
@@ -39,11 +43,12 @@ async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) ->
     return db
 
 
-def store_factory(db: Database, settings: Settings) -> StoreFactory:
+def store_factory(db: Database, settings: Settings, sealer: Sealer | None = None) -> StoreFactory:
     def make(session_id: str) -> AuthStore:
-        store: AuthStore = PostgresAuthStore(db, session_id)
+        store: AuthStore = PostgresAuthStore(db, session_id, sealer)
         if settings.auth_mirror:
-            store = FolderMirror(store, settings.auth_dir / session_id)
+            folder = settings.auth_dir / session_id
+            store = FolderMirror(store, folder, sealer=sealer, session_id=session_id)
         return store
 
     return make
@@ -55,8 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            sealer = startup_sealer(settings)  # auth state at rest; warns once without a key
             db = await open_database(settings, stack)
-            repo = SessionRepository(db)
+            app.state.auth = auth.setup(settings, db)  # API keys; never logs one
+            repo = SessionRepository(db, sealer)
             hooks = Webhooks(
                 db,
                 global_url=settings.webhook_url,
@@ -77,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             messages = MessageRepository(db)
             events = ServiceEvents(messages, hooks)
             manager = SessionManager(
-                store_factory(db, settings),
+                store_factory(db, settings, sealer),
                 settings.client_config,
                 auth_dir=Path(settings.auth_dir),
                 reconnect_base=settings.reconnect_base,
@@ -103,9 +110,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Self-hosted WhatsApp HTTP API: sessions, pairing codes, messages, webhooks.",
         lifespan=lifespan,
+        responses=errors.OPENAPI_ERRORS,
     )
     errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.send_limiter = SendRateLimiter(settings.send_rate, settings.send_burst)
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(webhook_routes.router)
+    app.include_router(keys.router)
+    auth.check_routes(app)  # every route but /health and the docs needs an API key
     return app

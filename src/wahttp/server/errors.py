@@ -3,22 +3,53 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # more fields on some errors: details, state
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# The body every route may answer with, for the OpenAPI schema: 4XX for bad input (400, never
+# FastAPI's 422, which "4XX" replaces), a missing or unknown key, an unknown session or a
+# conflict; 5XX for our own or WhatsApp's failures.
+OPENAPI_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "bad request, key, session or state"},
+    "5XX": {"model": ErrorResponse, "description": "our failure or WhatsApp's"},
+}
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -45,7 +76,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), exc.status)
+        body = error_body(exc.code, exc.message, **exc.extra)
+        return JSONResponse(body, exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

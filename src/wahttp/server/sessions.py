@@ -19,6 +19,7 @@ from pathlib import Path
 
 from wahttp.server.events import ServiceEvents
 from wahttp.server.state import SessionState
+from wahttp.wa.auth.sealing import SealError
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.client import (
     Client,
@@ -112,7 +113,10 @@ class ManagedSession:
         return creds.me.lid if creds and creds.me and creds.account else None
 
     async def is_linked(self) -> bool:
-        creds = await self.client.load_creds()
+        try:
+            creds = await self.client.load_creds()
+        except SealError:  # not usable without the right key; _connect_once logs why
+            return False
         return creds.is_linked
 
     # -- running -----------------------------------------------------------------------------
@@ -169,6 +173,10 @@ class ManagedSession:
             return 500, f"handshake failed: {exc}"
         except ConnectionClosed as exc:
             return exc.code, exc.reason
+        except SealError as exc:  # wrong or missing WAHTTP_ENCRYPTION_KEY: say so loudly
+            self.log.error("auth state cannot be opened: %s", exc)
+            self.last_disconnect = DisconnectInfo(500, str(exc), _now())
+            return 500, str(exc)
         except WAError as exc:
             return 500, str(exc)
         code, reason = await self.client.wait_closed()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wahttp.server.webhooks import check_url
@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     auth_mirror: bool = Field(
         True, alias="WAHTTP_AUTH_MIRROR", description="keep auth folders in step with the DB"
     )
+    encryption_key: SecretStr | None = Field(
+        None,
+        alias="WAHTTP_ENCRYPTION_KEY",
+        description="[kid:]key (32 bytes, base64 or hex), comma separated: auth state at rest",
+    )
+    encryption_key_file: Path | None = Field(
+        None, alias="WAHTTP_ENCRYPTION_KEY_FILE", description="one [kid:]key a line, current first"
+    )
     wa_url: str = Field(DEFAULT_URL, alias="WAHTTP_WA_URL")
     wa_root_key: str | None = Field(None, alias="WAHTTP_WA_ROOT_KEY")
     wa_version: str | None = Field(None, alias="WAHTTP_WA_VERSION")
@@ -39,6 +47,13 @@ class Settings(BaseSettings):
     reconnect_base: float = Field(1.0, alias="WAHTTP_RECONNECT_BASE", gt=0)
     reconnect_max: float = Field(60.0, alias="WAHTTP_RECONNECT_MAX", gt=0)
     shutdown_timeout: float = Field(10.0, alias="WAHTTP_SHUTDOWN_TIMEOUT", gt=0)
+    keepalive_interval: float = Field(25.0, alias="WAHTTP_KEEPALIVE_INTERVAL", gt=0)
+    keepalive_grace: float = Field(
+        5.0,
+        alias="WAHTTP_KEEPALIVE_GRACE",
+        gt=0,
+        description="a dead link shows within interval+grace",
+    )
     pairing_wait: float = Field(
         20.0, alias="WAHTTP_PAIRING_WAIT", gt=0, description="wait for a registration stream"
     )
@@ -52,6 +67,20 @@ class Settings(BaseSettings):
     webhook_backoff_base: float = Field(1.0, alias="WAHTTP_WEBHOOK_BACKOFF_BASE", gt=0)
     webhook_backoff_max: float = Field(300.0, alias="WAHTTP_WEBHOOK_BACKOFF_MAX", gt=0)
     webhook_concurrency: int = Field(8, alias="WAHTTP_WEBHOOK_CONCURRENCY", ge=1)
+    api_key: SecretStr | None = Field(
+        None,
+        alias="WAHTTP_API_KEY",
+        min_length=24,
+        description="the admin key; unset: one is made in <WAHTTP_DATA_DIR>/admin-api-key",
+    )
+    auth: Literal["on", "off"] = Field(
+        "on", alias="WAHTTP_AUTH", description="off: no API keys at all (the original's way)"
+    )
+    send_rate: float = Field(
+        20.0, alias="WAHTTP_SEND_RATE", ge=0, description="sends a minute per session; 0: no limit"
+    )
+    send_burst: int = Field(5, alias="WAHTTP_SEND_BURST", ge=1, description="sends at once")
+    max_body_bytes: int = Field(262144, alias="WAHTTP_MAX_BODY_BYTES", ge=1)
 
     @model_validator(mode="after")
     def _webhook(self) -> Self:
@@ -60,6 +89,16 @@ class Settings(BaseSettings):
             if not self.webhook_secret:
                 raise ValueError("WAHTTP_WEBHOOK_URL needs WAHTTP_WEBHOOK_SECRET (16+ characters)")
         return self
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("wa_root_key")
     @classmethod
@@ -78,4 +117,6 @@ class Settings(BaseSettings):
         if not self.wa_root_key:
             cfg.root_key = WA_ROOT_PUBLIC_KEY
         cfg.push_name = self.push_name
+        cfg.keepalive_interval = self.keepalive_interval
+        cfg.keepalive_grace = self.keepalive_grace
         return cfg

@@ -13,16 +13,25 @@ the original's shape back (export, downgrade), `export_auth_json` builds it on d
 Key ids are stored in file-name form (Baileys' fixFileName: '/' -> '__', ':' -> '-'), as in
 auth_json and in an auth folder; get/set apply the same mapping to the ids callers pass and
 answer under the caller's ids.
+
+With a Sealer (wa/auth/sealing.py) the creds column and every auth_keys value are stored as
+sealed envelopes bound to (session, category, key id); clear values (written without a key, or
+by the original) are read as they are and sealed when next written. Converting a legacy row
+under a key also clears its auth_json, so no clear copy is left behind. `reseal` re-seals a
+whole session under the current key (`wahttp auth rotate-key`). Exports are always in clear.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,6 +40,8 @@ from wahttp.server.db import Database
 from wahttp.wa.auth.bufferjson import from_json, to_json
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.filenames import CREDS_FILE, file_key_id, split_file_name
+from wahttp.wa.auth.multifile import key_file_name, write_folder
+from wahttp.wa.auth.sealing import SealContext, Sealer, is_sealed, open_sealed
 from wahttp.wa.auth.store import KeyValue
 from wahttp.wa.errors import StoreError
 from wahttp.wa.logs import SessionLogger
@@ -89,8 +100,9 @@ def _session_row(record: asyncpg.Record) -> SessionRow:
 class SessionRepository:
     """The `sessions` table; live connection status is not stored, only what outlives it."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
 
     async def create(
         self, id: str, *, webhook_url: str | None = None, push_name: str | None = None
@@ -143,7 +155,7 @@ class SessionRepository:
 
     async def export_auth_json(self, id: str) -> dict[str, Any]:
         """The original's auth_json for this session (see `export_auth_json`)."""
-        return await export_auth_json(self._db, id)
+        return await export_auth_json(self._db, id, self._sealer)
 
     async def _update(self, id: str, assignments: str, *args: Any) -> None:
         # `assignments` is one of the constant strings above, never caller input.
@@ -155,12 +167,15 @@ class SessionRepository:
             raise SessionNotFound(f"no session {id!r}")
 
 
-async def export_auth_json(db: Database, session_id: str) -> dict[str, Any]:
+async def export_auth_json(
+    db: Database, session_id: str, sealer: Sealer | None = None
+) -> dict[str, Any]:
     """The session's auth state in the original's auth_json shape, built from our rows.
 
     {"creds.json": <creds>, "<category>-<file id>.json": <value>, ...}, values in BufferJSON
     form, as JSON.parse of the files of a useMultiFileAuthState folder. A row not converted
-    yet is returned as it is stored.
+    yet is returned as it is stored. Sealed values are opened with `sealer`: the export holds
+    the session's secrets in clear.
     """
     # One snapshot for creds and keys, so a concurrent write cannot tear the export.
     async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
@@ -178,9 +193,10 @@ async def export_auth_json(db: Database, session_id: str) -> dict[str, Any]:
         )
     out: dict[str, Any] = {}
     if row["creds"] is not None:
-        out[CREDS_FILE] = row["creds"]
+        out[CREDS_FILE] = _open(sealer, SealContext(session_id), row["creds"])
     for key in keys:
-        out[f"{key['category']}-{key['key_id']}.json"] = key["value"]
+        context = SealContext(session_id, key["category"], key["key_id"])
+        out[f"{key['category']}-{key['key_id']}.json"] = _open(sealer, context, key["value"])
     return out
 
 
@@ -203,14 +219,53 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class PostgresAuthStore:
-    """The AuthStore of one session (its `sessions` row must exist; SessionNotFound if not)."""
+def _seal(sealer: Sealer | None, context: SealContext, value: Any) -> Any:
+    """What to store for a value in BufferJSON form: itself, or its sealed envelope."""
+    if sealer is None:
+        return value
+    return sealer.seal(_dumps(value).encode("utf-8"), context)
 
-    def __init__(self, db: Database, session_id: str) -> None:
+
+def _open(sealer: Sealer | None, context: SealContext, stored: Any) -> Any:
+    """A stored value in BufferJSON form: clear values as they are, sealed ones opened."""
+    if not is_sealed(stored):
+        return stored
+    plaintext = open_sealed(sealer, stored, context)
+    try:
+        return json.loads(plaintext)
+    except ValueError:  # authenticated, so written by us: should never happen
+        raise StoreError(f"{context}: the sealed content is not valid JSON") from None
+
+
+@dataclass(slots=True)
+class ResealCounts:
+    """What `PostgresAuthStore.reseal` did: values seen, and re-sealed by what they were in."""
+
+    values: int = 0
+    resealed: Counter[str] = field(default_factory=Counter)  # "clear" or the old key id
+    converted_legacy: bool = False
+    folder_written: bool = False
+
+    @property
+    def total_resealed(self) -> int:
+        return sum(self.resealed.values())
+
+
+class PostgresAuthStore:
+    """The AuthStore of one session (its `sessions` row must exist; SessionNotFound if not).
+
+    With `sealer`, values are sealed on write and opened on read (see the module docstring).
+    """
+
+    def __init__(self, db: Database, session_id: str, sealer: Sealer | None = None) -> None:
         self._db = db
         self.session_id = session_id
+        self._sealer = sealer
         self._converted = False
         self._log = SessionLogger(log, session_id)
+
+    def _context(self, category: str | None = None, key_id: str | None = None) -> SealContext:
+        return SealContext(self.session_id, category, key_id)
 
     async def load_creds(self) -> Creds | None:
         await self._ensure_converted()
@@ -218,6 +273,7 @@ class PostgresAuthStore:
             value = await conn.fetchval("SELECT creds FROM sessions WHERE id = $1", self.session_id)
         if value is None:
             return None
+        value = _open(self._sealer, self._context(), value)
         try:
             return Creds.from_json(from_json(value))
         except (KeyError, ValueError, TypeError) as exc:
@@ -229,7 +285,7 @@ class PostgresAuthStore:
             status: str = await conn.execute(
                 "UPDATE sessions SET creds = $2, updated_at = now() WHERE id = $1",
                 self.session_id,
-                to_json(creds.to_json()),
+                _seal(self._sealer, self._context(), to_json(creds.to_json())),
             )
         if status == "UPDATE 0":
             raise SessionNotFound(f"no session {self.session_id!r}")
@@ -251,8 +307,10 @@ class PostgresAuthStore:
             )
         out: dict[str, KeyValue] = {}
         for record in records:
+            context = self._context(category, record["key_id"])
+            value = from_json(_open(self._sealer, context, record["value"]))
             for key_id in callers[record["key_id"]]:
-                out[key_id] = from_json(record["value"])
+                out[key_id] = value
         return out
 
     async def set(self, changes: dict[str, dict[str, KeyValue | None]]) -> None:
@@ -264,8 +322,13 @@ class PostgresAuthStore:
                 if not key_id:
                     raise ValueError("key id must not be empty")
                 # Later entries win, as they would in a folder when two ids share a file.
-                writes[(category, file_key_id(key_id))] = (
-                    None if value is None else _dumps(to_json(value))
+                file_id = file_key_id(key_id)
+                writes[(category, file_id)] = (
+                    None
+                    if value is None
+                    else _dumps(
+                        _seal(self._sealer, self._context(category, file_id), to_json(value))
+                    )
                 )
         if not writes:
             return
@@ -301,12 +364,79 @@ class PostgresAuthStore:
             )
         out: dict[str, dict[str, KeyValue]] = {}
         for record in records:
-            out.setdefault(record["category"], {})[record["key_id"]] = from_json(record["value"])
+            category, key_id = record["category"], record["key_id"]
+            value = _open(self._sealer, self._context(category, key_id), record["value"])
+            out.setdefault(category, {})[key_id] = from_json(value)
         return out
 
     async def export_auth_json(self) -> dict[str, Any]:
         """This session's state in the original's auth_json shape (see `export_auth_json`)."""
-        return await export_auth_json(self._db, self.session_id)
+        return await export_auth_json(self._db, self.session_id, self._sealer)
+
+    async def reseal(self, folder: Path | None = None) -> ResealCounts:
+        """Seal every value of this session under the sealer's current key, in one transaction.
+
+        Clear values and values under older keys are re-sealed; values already under the
+        current key are opened (which checks them) and left as they are, so running it twice
+        is harmless. A legacy row is converted first. With `folder`, that folder is rewritten
+        from the database, sealed, and pruned of other auth files, while the session's rows
+        are locked (a running service's writes wait, so they cannot be overtaken).
+        """
+        sealer = self._sealer
+        if sealer is None:
+            raise StoreError("re-sealing needs an encryption key")
+        counts = ResealCounts()
+
+        async def apply(conn: asyncpg.Connection) -> None:
+            nonlocal counts
+            counts = ResealCounts()
+            await self._lock_row(conn)
+            counts.converted_legacy = await self._convert(conn)
+            stored_creds = await conn.fetchval(
+                "SELECT creds FROM sessions WHERE id = $1", self.session_id
+            )
+            records = await conn.fetch(
+                "SELECT category, key_id, value FROM auth_keys WHERE session_id = $1"
+                " ORDER BY category, key_id FOR UPDATE",
+                self.session_id,
+            )
+
+            def renew(context: SealContext, stored: Any) -> tuple[Any, Any]:
+                """(clear value, new stored value or None to keep it)."""
+                counts.values += 1
+                value = _open(sealer, context, stored)
+                if sealer.is_current(stored):
+                    return value, None
+                counts.resealed["clear" if not is_sealed(stored) else str(stored["kid"])] += 1
+                return value, _seal(sealer, context, value)
+
+            creds: Any = None
+            if stored_creds is not None:
+                creds, new_creds = renew(self._context(), stored_creds)
+                if new_creds is not None:
+                    await conn.execute(
+                        "UPDATE sessions SET creds = $2 WHERE id = $1", self.session_id, new_creds
+                    )
+            keys: dict[str, dict[str, Any]] = {}
+            writes: dict[tuple[str, str], str | None] = {}
+            for record in records:
+                category, key_id = record["category"], record["key_id"]
+                value, new = renew(self._context(category, key_id), record["value"])
+                keys.setdefault(category, {})[key_id] = value
+                if new is not None:
+                    writes[(category, key_id)] = _dumps(new)
+            await _write_keys(conn, self.session_id, writes)
+            if folder is not None:
+                skipped = await asyncio.to_thread(
+                    _write_sealed_folder, folder, self.session_id, creds, keys, sealer
+                )
+                if skipped:
+                    self._log.warning("reseal: %d keys have no file name; not mirrored", skipped)
+                counts.folder_written = True
+
+        await self._in_transaction(apply)
+        self._converted = True
+        return counts
 
     async def import_auth_json(self, files: Mapping[str, Any]) -> None:
         """Replace all state with an auth folder's files ({file name: parsed JSON content})."""
@@ -330,19 +460,35 @@ class PostgresAuthStore:
         if auth_format is None:
             raise SessionNotFound(f"no session {self.session_id!r}")
         if auth_format == "legacy":
-            await self._in_transaction(self._convert)
+
+            async def convert(conn: asyncpg.Connection) -> None:
+                await self._convert(conn)
+
+            await self._in_transaction(convert)
         self._converted = True
 
-    async def _convert(self, conn: asyncpg.Connection) -> None:
+    async def _convert(self, conn: asyncpg.Connection) -> bool:
+        """Convert a legacy row in this transaction; False if it was not (or no longer) one."""
         auth_format = await self._lock_row(conn)
         if auth_format != "legacy":
-            return  # another store converted it while we waited for the lock
+            return False  # another store converted it while we waited for the lock
         auth_json = await conn.fetchval(
             "SELECT auth_json FROM sessions WHERE id = $1", self.session_id
         )
         files = _legacy_files(auth_json)
         count = await self._store_files(conn, files)
-        self._log.info("converted legacy auth_json: creds and %d keys", count)
+        if self._sealer is not None:
+            # The original's copy is the whole auth state in clear: encrypted at rest means
+            # none is left. (The Node.js version could not read the sealed rows anyway.)
+            await conn.execute(
+                "UPDATE sessions SET auth_json = NULL WHERE id = $1", self.session_id
+            )
+        self._log.info(
+            "converted legacy auth_json: creds and %d keys%s",
+            count,
+            " (sealed; the clear auth_json was removed)" if self._sealer else "",
+        )
+        return True
 
     async def _lock_row(self, conn: asyncpg.Connection) -> str:
         auth_format: str | None = await conn.fetchval(
@@ -362,13 +508,15 @@ class PostgresAuthStore:
                 continue
             if value is not None:
                 category, key_id = split
-                writes[(category, file_key_id(key_id))] = _dumps(value)
+                file_id = file_key_id(key_id)
+                context = self._context(category, file_id)
+                writes[(category, file_id)] = _dumps(_seal(self._sealer, context, value))
         await _write_keys(conn, self.session_id, writes)
         creds = files.get(CREDS_FILE)
         await conn.execute(
             "UPDATE sessions SET creds = $2, auth_format = 'keys' WHERE id = $1",
             self.session_id,
-            creds if isinstance(creds, dict) else None,
+            _seal(self._sealer, self._context(), creds) if isinstance(creds, dict) else None,
         )
         return len(writes)
 
@@ -384,6 +532,30 @@ class PostgresAuthStore:
                 if attempt == _RETRIES - 1:
                     raise
                 self._log.info("auth store transaction conflicted; retrying")
+
+
+def _write_sealed_folder(
+    folder: Path,
+    session_id: str,
+    creds: Any,
+    keys: dict[str, dict[str, Any]],
+    sealer: Sealer,
+) -> int:
+    """Rewrite a session's folder mirror, sealed; returns how many keys no file can hold."""
+    fitting: dict[str, dict[str, Any]] = {}
+    skipped = 0
+    for category, values in keys.items():
+        for key_id, value in values.items():
+            try:
+                key_file_name(category, key_id)
+            except ValueError:
+                skipped += 1
+                continue
+            fitting.setdefault(category, {})[key_id] = value
+    if creds is None and not fitting and not folder.exists():
+        return skipped  # nothing to mirror, and no folder to clean
+    write_folder(folder, creds, fitting, prune=True, sealer=sealer, session_id=session_id)
+    return skipped
 
 
 def _check_category(category: str) -> None:

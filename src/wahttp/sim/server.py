@@ -120,7 +120,10 @@ class SimServer:
 
     def _process_request(self, ws: WSConnection, request: Request) -> Response | None:
         if self.faults.refusing:
+            # Reset the TCP connection, as an overloaded or unreachable edge does. (An HTTP 503
+            # on the upgrade leaves Baileys waiting forever: its socket never reports a close.)
             self.faults.refused_connections += 1
+            ws.transport.abort()
             return ws.respond(503, "Service Unavailable\n")
         if request.path.split("?")[0] == WS_PATH:
             return None

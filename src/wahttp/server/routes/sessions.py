@@ -8,10 +8,12 @@ import secrets
 from typing import Annotated, Literal
 
 import segno
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
+from wahttp.server.auth import require_admin, require_session_access
 from wahttp.server.deps import ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
+from wahttp.server.ratelimit import SendLimiterDep
 from wahttp.server.schemas import (
     MAX_TEXT,
     Created,
@@ -34,7 +36,10 @@ from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
 from wahttp.wa.jid import Jid
 
-router = APIRouter(prefix="/sessions", tags=["sessions"])
+# A session key reaches only its own /sessions/{session_id}/... routes; the rest is admin-only.
+router = APIRouter(
+    prefix="/sessions", tags=["sessions"], dependencies=[Depends(require_session_access)]
+)
 PAIR_MESSAGE = "Enter this code in WhatsApp to pair your device"
 
 
@@ -65,7 +70,7 @@ async def list_sessions(services: ServicesDep) -> list[SessionSummary]:
     return out
 
 
-@router.delete("/{session_id}", response_model=Deleted)
+@router.delete("/{session_id}", response_model=Deleted, dependencies=[Depends(require_admin)])
 async def delete_session(row: SessionRow, services: ServicesDep) -> Deleted:
     """Log out from WhatsApp when linked, stop the socket, remove the folder and the row."""
     await services.manager.remove(row.id, logout=True)
@@ -125,9 +130,15 @@ async def session_qr(
 @router.post(
     "/{session_id}/send-message",
     response_model=SendResponse,
-    responses={409: {"description": "the session is not open"}, 413: {"description": "too long"}},
+    responses={
+        409: {"description": "the session is not open"},
+        413: {"description": "too long"},
+        429: {"description": "over the session's send rate: see Retry-After"},
+    },
 )
-async def send_message(row: SessionRow, body: SendMessage, services: ServicesDep) -> SendResponse:
+async def send_message(
+    row: SessionRow, body: SendMessage, services: ServicesDep, limiter: SendLimiterDep
+) -> SendResponse:
     """Send a text, end-to-end encrypted; answers once WhatsApp's server has accepted it."""
     try:
         to = parse_recipient(body.to)
@@ -139,6 +150,7 @@ async def send_message(row: SessionRow, body: SendMessage, services: ServicesDep
     if session is None or session.state != SessionState.OPEN:
         state = session.state if session is not None else SessionState.STOPPED
         raise ApiError(409, "session_not_open", f"the session is {state}", state=str(state))
+    limiter.check(row.id)  # 429 with Retry-After over WAHTTP_SEND_RATE / WAHTTP_SEND_BURST
     try:
         result = await session.send_text(to, body.message)
     except SendError as exc:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wahttp.server.auth import require_session_access
 from wahttp.server.deps import SessionRow
 from wahttp.server.errors import ApiError
 from wahttp.server.webhooks import (
@@ -19,7 +20,9 @@ from wahttp.server.webhooks import (
     check_url,
 )
 
-router = APIRouter(prefix="/sessions", tags=["webhooks"])
+router = APIRouter(
+    prefix="/sessions", tags=["webhooks"], dependencies=[Depends(require_session_access)]
+)
 
 
 def get_webhooks(request: Request) -> Webhooks:

@@ -127,6 +127,13 @@ class Creds:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Creds:
         """Read a creds.json object (BufferJSON revived); bad data: Key/Value/TypeError."""
+        try:
+            return cls._from_json(data)
+        except AttributeError as exc:  # a nested value of the wrong type, e.g. "account": true
+            raise TypeError(f"malformed creds: {exc}") from exc
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> Creds:
         spk = data["signedPreKey"]
         me = data.get("me")
         return cls(
@@ -134,13 +141,13 @@ class Creds:
             pairing_ephemeral_key=_pair_from(data["pairingEphemeralKeyPair"]),
             signed_identity_key=_pair_from(data["signedIdentityKey"]),
             signed_pre_key=SignedPreKey(
-                _pair_from(spk["keyPair"]), _bytes(spk["signature"]), int(spk["keyId"])
+                _pair_from(spk["keyPair"]), _bytes(spk["signature"]), _int(spk["keyId"])
             ),
-            registration_id=int(data["registrationId"]),
+            registration_id=_int(data["registrationId"]),
             adv_secret_key=str(data["advSecretKey"]),
-            next_pre_key_id=int(data.get("nextPreKeyId", 1)),
-            first_unuploaded_pre_key_id=int(data.get("firstUnuploadedPreKeyId", 1)),
-            account_sync_counter=int(data.get("accountSyncCounter", 0)),
+            next_pre_key_id=_int(data.get("nextPreKeyId", 1)),
+            first_unuploaded_pre_key_id=_int(data.get("firstUnuploadedPreKeyId", 1)),
+            account_sync_counter=_int(data.get("accountSyncCounter", 0)),
             registered=bool(data.get("registered", False)),
             pairing_code=data.get("pairingCode"),
             me=Me(str(me["id"]), me.get("lid"), me.get("name")) if me else None,
@@ -148,7 +155,7 @@ class Creds:
             signal_identities=[
                 SignalIdentity(
                     str(s["identifier"]["name"]),
-                    int(s["identifier"].get("deviceId", 0)),
+                    _int(s["identifier"].get("deviceId", 0)),
                     _bytes(s["identifierKey"]),
                 )
                 for s in data.get("signalIdentities") or []
@@ -189,6 +196,14 @@ def _pair_from(data: dict[str, Any]) -> KeyPair:
     if pair.public != crypto.strip_key_type(_bytes(data["public"])):
         raise ValueError("key pair: public key does not match the private key")
     return pair
+
+
+def _int(value: Any) -> int:
+    """int(value), with a number beyond the double range (JSON 1e400 reads as inf) a ValueError."""
+    try:
+        return int(value)
+    except OverflowError as exc:
+        raise ValueError(f"not a finite number: {value!r}") from exc
 
 
 def _bytes(value: object) -> bytes:

@@ -41,9 +41,10 @@ def split_file_name(name: str) -> tuple[str, str] | None:
     """(category, file-form id) of a key file, or None for creds.json and unknown files.
 
     The category is the longest known category the name starts with; the id is kept as it
-    appears in the name (already in fixFileName form).
+    appears in the name (already in fixFileName form). A name that is not UTF-8 on disk (lone
+    surrogates from os.scandir) is none: Baileys never writes one, and no store can hold its id.
     """
-    if name == CREDS_FILE or not name.endswith(".json"):
+    if name == CREDS_FILE or not name.endswith(".json") or not _is_utf8(name):
         return None
     stem = name[: -len(".json")]
     for category in _BY_LENGTH:
@@ -51,3 +52,11 @@ def split_file_name(name: str) -> tuple[str, str] | None:
         if stem.startswith(prefix) and len(stem) > len(prefix):
             return category, stem[len(prefix) :]
     return None
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -7,6 +7,10 @@ and writes it with `JSON.stringify(value, BufferJSON.replacer)`; `js_json_loads`
 
 Reading never follows a symlink inside the folder and refuses oversized files; writing is atomic
 per file (temporary file, fsync, rename) with mode 0600, in a folder created with mode 0700.
+
+Given a Sealer (sealing.py), every file is written as a sealed envelope of exactly that text,
+bound to the session (by default the folder's name), category and key id; Baileys cannot load
+such a folder. Reading opens sealed files and takes clear ones as they are.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from wahttp.wa.auth.filenames import (
     file_name,
     split_file_name,
 )
+from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, open_sealed
 from wahttp.wa.auth.store import AuthStore, KeyValue
 from wahttp.wa.errors import StoreError
 
@@ -44,6 +49,7 @@ __all__ = [
     "FolderState",
     "SkippedFile",
     "export_folder",
+    "folder_session_id",
     "import_folder",
     "js_json_dumps",
     "js_json_loads",
@@ -336,12 +342,21 @@ def _js_number(value: float) -> str:
 # --- reading a folder -------------------------------------------------------------------------
 
 
-def read_folder(path: Path) -> FolderState:
+def folder_session_id(path: Path) -> str:
+    """The session a folder belongs to: its name (symlinks not followed, '.' resolved)."""
+    return Path(os.path.abspath(path)).name
+
+
+def read_folder(
+    path: Path, *, sealer: Sealer | None = None, session_id: str | None = None
+) -> FolderState:
     """Read a Baileys auth folder; unknown entries are listed in `skipped`, not lost silently.
 
-    Raises AuthFolderError when the folder or creds.json is missing, a file is not valid JSON,
-    is a symlink, or is larger than MAX_FILE_SIZE.
+    Sealed files are opened with `sealer`, as files of `session_id` (default: the folder's
+    name). Raises AuthFolderError when the folder or creds.json is missing, a file is not
+    valid JSON, is a symlink, is larger than MAX_FILE_SIZE, or is sealed and cannot be opened.
     """
+    owner = folder_session_id(path) if session_id is None else session_id
     creds_json: Any = None
     keys: dict[str, dict[str, Any]] = {}
     skipped: list[SkippedFile] = []
@@ -360,6 +375,9 @@ def read_folder(path: Path) -> FolderState:
                 skipped.append(SkippedFile(name, "not a regular file"))
                 continue
             value = _read_json(path, dir_fd, name)
+            if is_sealed(value):
+                context = SealContext(owner, *split) if split else SealContext(owner)
+                value = _open_file(path / name, sealer, value, context)
             if split is None:
                 creds_json = value
             elif value is None:
@@ -448,6 +466,16 @@ def _read_json(path: Path, dir_fd: int, name: str) -> Any:
         raise AuthFolderError(f"{path / name}: malformed JSON ({where})") from None
 
 
+def _open_file(file: Path, sealer: Sealer | None, envelope: Any, context: SealContext) -> Any:
+    try:
+        text = open_sealed(sealer, envelope, context).decode("utf-8")
+        return js_json_loads(text)
+    except SealError as exc:
+        raise AuthFolderError(f"{file}: {exc}") from None
+    except ValueError:  # not UTF-8 or not JSON inside a seal that authenticated
+        raise AuthFolderError(f"{file}: the sealed content is not valid JSON") from None
+
+
 def _read_all(fd: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
@@ -488,13 +516,23 @@ def key_file_name(category: str, key_id: str) -> str:
     return name
 
 
-def _encode(value: Any) -> bytes:
-    return js_json_dumps(value).encode("utf-8")
+def _encode(value: Any, sealer: Sealer | None = None, context: SealContext | None = None) -> bytes:
+    data = js_json_dumps(value).encode("utf-8")
+    if sealer is None or context is None:
+        return data
+    return js_json_dumps(sealer.seal(data, context)).encode("utf-8")
 
 
-def _plan_keys(keys: Mapping[str, Mapping[str, Any]]) -> list[_Planned]:
+def _plan_keys(
+    keys: Mapping[str, Mapping[str, Any]], sealer: Sealer | None = None, session_id: str = ""
+) -> list[_Planned]:
     return [
-        (key_file_name(category, key_id), None if value is None else _encode(value))
+        (
+            key_file_name(category, key_id),
+            None
+            if value is None
+            else _encode(value, sealer, SealContext(session_id, category, key_id)),
+        )
         for category, values in keys.items()
         for key_id, value in values.items()
     ]
@@ -506,21 +544,29 @@ def _creds_object(creds: Creds | Mapping[str, Any]) -> Mapping[str, Any]:
 
 def write_folder(
     path: Path,
-    creds: Creds | Mapping[str, Any],
+    creds: Creds | Mapping[str, Any] | None,
     keys: Mapping[str, Mapping[str, Any]],
     *,
     prune: bool = False,
+    sealer: Sealer | None = None,
+    session_id: str | None = None,
 ) -> None:
     """Write creds.json and one file per key, each as Baileys' writeData would write it.
 
     `creds` is a Creds or a creds.json object (such as FolderState.creds_json, whose key order
-    is then kept). A key whose value is None has its file deleted. With `prune`, Baileys auth
-    files in the folder that are not part of this state are deleted; other files are never
-    touched. Everything is validated before the first write (ValueError/TypeError); I/O
-    failures raise AuthFolderError. Key files are written before creds.json.
+    is then kept), or None to delete creds.json. A key whose value is None has its file
+    deleted. With `prune`, Baileys auth files in the folder that are not part of this state are
+    deleted; other files are never touched. With `sealer` every file is sealed as a file of
+    `session_id` (default: the folder's name). Everything is validated before the first write
+    (ValueError/TypeError); I/O failures raise AuthFolderError. Key files are written before
+    creds.json.
     """
-    planned = _plan_keys(keys)
-    planned.append((CREDS_FILE, _encode(_creds_object(creds))))
+    owner = folder_session_id(path) if session_id is None else session_id
+    planned = _plan_keys(keys, sealer, owner)
+    if creds is None:
+        planned.append((CREDS_FILE, None))
+    else:
+        planned.append((CREDS_FILE, _encode(_creds_object(creds), sealer, SealContext(owner))))
     _apply(path, planned, prune=prune)
 
 
@@ -610,19 +656,31 @@ class FolderMirror:
     Every save_creds/set/clear goes to `inner` first, then to the folder (file I/O in a thread).
     Changes are validated and encoded before `inner` sees them, so a key the folder cannot hold
     is refused up front; a folder I/O failure after `inner` succeeded raises AuthFolderError.
-    Mutations are serialized so the folder sees them in the order `inner` did.
+    Mutations are serialized so the folder sees them in the order `inner` did. With `sealer`
+    the files are sealed (as files of `session_id`, default the folder's name): the folder is
+    then a backup that `read_folder` opens with the key, not a folder Baileys can load.
     """
 
-    def __init__(self, inner: AuthStore, path: Path) -> None:
+    def __init__(
+        self,
+        inner: AuthStore,
+        path: Path,
+        *,
+        sealer: Sealer | None = None,
+        session_id: str | None = None,
+    ) -> None:
         self.inner = inner
         self.path = path
+        self.sealer = sealer
+        self.session_id = folder_session_id(path) if session_id is None else session_id
         self._lock = asyncio.Lock()
 
     async def load_creds(self) -> Creds | None:
         return await self.inner.load_creds()
 
     async def save_creds(self, creds: Creds) -> None:
-        planned = [(CREDS_FILE, _encode(creds.to_json()))]
+        data = _encode(creds.to_json(), self.sealer, SealContext(self.session_id))
+        planned: list[_Planned] = [(CREDS_FILE, data)]
         async with self._lock:
             await self.inner.save_creds(creds)
             await asyncio.to_thread(_apply, self.path, planned)
@@ -635,7 +693,7 @@ class FolderMirror:
 
     async def set(self, changes: dict[str, dict[str, KeyValue | None]]) -> None:
         changes = {c: {file_key_id(k): v for k, v in vals.items()} for c, vals in changes.items()}
-        planned = _plan_keys(changes)
+        planned = _plan_keys(changes, self.sealer, self.session_id)
         async with self._lock:
             await self.inner.set(changes)
             if planned:
@@ -650,13 +708,15 @@ class FolderMirror:
         return await self.inner.all_keys()
 
 
-async def import_folder(path: Path, store: AuthStore) -> FolderState:
+async def import_folder(
+    path: Path, store: AuthStore, *, sealer: Sealer | None = None, session_id: str | None = None
+) -> FolderState:
     """Load a Baileys folder into `store`: all keys in one `set` call, then the creds.
 
     Returns what was read (see FolderState.skipped for entries left out). Meant for an empty
-    store; existing keys with other ids stay.
+    store; existing keys with other ids stay. Sealed files are opened as in `read_folder`.
     """
-    state = await asyncio.to_thread(read_folder, path)
+    state = await asyncio.to_thread(read_folder, path, sealer=sealer, session_id=session_id)
     if state.keys:
         await store.set(dict(state.keys))
     await store.save_creds(state.creds)
@@ -669,12 +729,14 @@ async def export_folder(
     categories: Iterable[str] | None = None,
     *,
     replace: bool = False,
+    sealer: Sealer | None = None,
 ) -> None:
     """Write a store out as a Baileys folder (all categories, or only `categories`).
 
     A folder that already
     holds auth files is refused (AuthFolderError) unless `replace`, which then also deletes the
-    auth files that are not part of the export.
+    auth files that are not part of the export. With `sealer` the files are sealed (a backup
+    or a mirror, see FolderMirror); without, they hold the secrets in clear, as Baileys needs.
     """
     creds = await store.load_creds()
     if creds is None:
@@ -683,10 +745,16 @@ async def export_folder(
     if categories is not None:
         wanted = set(categories)
         keys = {c: v for c, v in keys.items() if c in wanted}
-    await asyncio.to_thread(_export, path, creds, keys, replace)
+    await asyncio.to_thread(_export, path, creds, keys, replace, sealer)
 
 
-def _export(path: Path, creds: Creds, keys: dict[str, dict[str, Any]], replace: bool) -> None:
+def _export(
+    path: Path,
+    creds: Creds,
+    keys: dict[str, dict[str, Any]],
+    replace: bool,
+    sealer: Sealer | None,
+) -> None:
     if not replace and _holds_auth_state(path):
         raise AuthFolderError(f"{path}: already holds a Baileys auth state (use replace)")
-    write_folder(path, creds, keys, prune=replace)
+    write_folder(path, creds, keys, prune=replace, sealer=sealer)
