@@ -34,6 +34,21 @@ let sock = null
 let stopping = false
 let reconnectTimer = null
 
+// The current socket's state, for the watchdog below.
+let state = 'idle'
+let stateAt = Date.now()
+const setState = (s) => { state = s; stateAt = Date.now() }
+
+// A robust app does not trust one socket to report every failure: with --reconnect, a socket
+// that has not reached 'open' for 15 s is ended and a new one started.
+setInterval(() => {
+  if (!args.reconnect || stopping || state === 'open' || state === 'stopped' || reconnectTimer) return
+  if (Date.now() - stateAt < 15000) return
+  emit({ event: 'watchdog', state })
+  try { sock?.end(undefined) } catch {}
+  scheduleStart(0)
+}, 2000).unref()
+
 // One reconnect at a time; a superseded socket's events are ignored below.
 function scheduleStart (delay) {
   if (reconnectTimer || stopping) return
@@ -44,16 +59,17 @@ function scheduleStart (delay) {
 }
 
 async function start () {
-  const { state, saveCreds } = await useMultiFileAuthState(args['auth-dir'])
+  const { state: authState, saveCreds } = await useMultiFileAuthState(args['auth-dir'])
   const current = makeWASocket({
     waWebSocketUrl: args.url,
-    auth: state,
+    auth: authState,
     logger,
     qrTimeout: args['qr-timeout-ms'] ? Number(args['qr-timeout-ms']) : undefined,
     markOnlineOnConnect: false,
     syncFullHistory: false,
   })
   sock = current
+  setState('connecting')
   current.ev.on('creds.update', async () => {
     await saveCreds()
     emit({ event: 'creds' })
@@ -88,7 +104,7 @@ async function start () {
     const { connection, lastDisconnect, qr } = update
     if (qr) {
       emit({ event: 'qr', qr })
-      if (args['pair-number'] && !askedCode && !state.creds.registered) {
+      if (args['pair-number'] && !askedCode && !authState.creds.registered) {
         askedCode = true
         try {
           const code = await current.requestPairingCode(args['pair-number'])
@@ -98,9 +114,13 @@ async function start () {
         }
       }
     }
-    if (update.isNewLogin) emit({ event: 'paired', me: state.creds.me })
-    if (connection === 'open') emit({ event: 'open', me: state.creds.me })
+    if (update.isNewLogin) emit({ event: 'paired', me: authState.creds.me })
+    if (connection === 'open') {
+      setState('open')
+      emit({ event: 'open', me: authState.creds.me })
+    }
     if (connection === 'close') {
+      setState('close')
       const code = lastDisconnect?.error?.output?.statusCode ?? 0
       emit({ event: 'close', code, message: String(lastDisconnect?.error?.message ?? '') })
       if (code === DisconnectReason.restartRequired) {

@@ -41,8 +41,9 @@ def split_file_name(name: str) -> tuple[str, str] | None:
     """(category, file-form id) of a key file, or None for creds.json and unknown files.
 
     The category is the longest known category the name starts with; the id is kept as it
-    appears in the name (already in fixFileName form). A name that is not UTF-8 on disk (lone
-    surrogates from os.scandir) is none: Baileys never writes one, and no store can hold its id.
+    appears in the name (already in fixFileName form). Names Baileys never writes are none: an
+    id not in fixFileName form (with ':'), or a name that is not UTF-8 on disk (lone surrogates
+    from os.scandir), whose id no store can hold.
     """
     if name == CREDS_FILE or not name.endswith(".json") or not _is_utf8(name):
         return None
@@ -50,7 +51,8 @@ def split_file_name(name: str) -> tuple[str, str] | None:
     for category in _BY_LENGTH:
         prefix = category + "-"
         if stem.startswith(prefix) and len(stem) > len(prefix):
-            return category, stem[len(prefix) :]
+            key_id = stem[len(prefix) :]
+            return (category, key_id) if file_key_id(key_id) == key_id else None
     return None
 
 
