@@ -5,9 +5,8 @@ what read_folder accepts is written into a PostgresAuthStore (clear or sealed) a
 An import may only fail with StoreError (AuthFolderError is one), naming what is wrong.
 
 JSON that Baileys reads fine can hold what PostgreSQL's jsonb cannot: "\\u0000" in a string, a
-lone surrogate ("\\ud800") and numbers beyond a double (1e400). Those imports crash today with
-asyncpg or encoding errors instead of a StoreError; the cases are marked xfail (strict, so
-they fail once fixed: then drop the marks).
+lone surrogate ("\\ud800") and numbers beyond a double (1e400). The store turns those into a
+StoreError naming the key, so an import fails cleanly.
 """
 
 from __future__ import annotations
@@ -73,15 +72,8 @@ def _with(where: str, text: str) -> dict[str, bytes | None]:
 
 
 def _case(what: str, where: str, sealed: bool) -> Any:
-    # Sealed values are ciphertext in jsonb, so a NUL goes through; the rest fails either way.
-    crashes = not (sealed and what == "nul")
-    marks = [pytest.mark.xfail(strict=True, raises=CRASHES, reason="not a StoreError")]
     return pytest.param(
-        what,
-        where,
-        sealed,
-        id=f"{what}-in-{where}-{'sealed' if sealed else 'clear'}",
-        marks=marks if crashes else [],
+        what, where, sealed, id=f"{what}-in-{where}-{'sealed' if sealed else 'clear'}"
     )
 
 
@@ -106,7 +98,6 @@ _VALUES = st.sampled_from(sorted(UNSTORABLE.values())) | st.sampled_from(
 )
 
 
-@pytest.mark.xfail(strict=True, raises=CRASHES, reason="unstorable JSON is not a StoreError")
 async def test_damaged_folders_import_or_raise_store_errors(db: Database) -> None:
     loop = asyncio.get_running_loop()
 

@@ -215,6 +215,10 @@ def _legacy_files(auth_json: Any) -> dict[str, Any]:
     return dict(auth_json)
 
 
+# Values JSON can carry but PostgreSQL's jsonb (or UTF-8) cannot: a clear StoreError, never a crash.
+_UNSTORABLE = (ValueError, UnicodeEncodeError, asyncpg.DataError)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -281,12 +285,15 @@ class PostgresAuthStore:
 
     async def save_creds(self, creds: Creds) -> None:
         await self._ensure_converted()
-        async with self._db.acquire() as conn:
-            status: str = await conn.execute(
-                "UPDATE sessions SET creds = $2, updated_at = now() WHERE id = $1",
-                self.session_id,
-                _seal(self._sealer, self._context(), to_json(creds.to_json())),
-            )
+        try:
+            async with self._db.acquire() as conn:
+                status: str = await conn.execute(
+                    "UPDATE sessions SET creds = $2, updated_at = now() WHERE id = $1",
+                    self.session_id,
+                    _seal(self._sealer, self._context(), to_json(creds.to_json())),
+                )
+        except _UNSTORABLE as exc:
+            raise StoreError(f"the creds of {self.session_id!r} cannot be stored") from exc
         if status == "UPDATE 0":
             raise SessionNotFound(f"no session {self.session_id!r}")
 
@@ -323,13 +330,16 @@ class PostgresAuthStore:
                     raise ValueError("key id must not be empty")
                 # Later entries win, as they would in a folder when two ids share a file.
                 file_id = file_key_id(key_id)
-                writes[(category, file_id)] = (
-                    None
-                    if value is None
-                    else _dumps(
-                        _seal(self._sealer, self._context(category, file_id), to_json(value))
+                try:
+                    writes[(category, file_id)] = (
+                        None
+                        if value is None
+                        else _dumps(
+                            _seal(self._sealer, self._context(category, file_id), to_json(value))
+                        )
                     )
-                )
+                except _UNSTORABLE as exc:
+                    raise StoreError(f"key {category}/{file_id} cannot be stored") from exc
         if not writes:
             return
         await self._ensure_converted()
@@ -337,7 +347,11 @@ class PostgresAuthStore:
         async def apply(conn: asyncpg.Connection) -> None:
             await _write_keys(conn, self.session_id, writes)
 
-        await self._in_transaction(apply)
+        try:
+            await self._in_transaction(apply)
+        except asyncpg.DataError as exc:
+            # jsonb refuses what JSON allows: NUL characters, lone surrogates, huge numbers.
+            raise StoreError(f"keys of {self.session_id!r} cannot be stored") from exc
 
     async def clear(self) -> None:
         """Forget creds and keys (logged out); the original's auth_json too, it is as dead."""
