@@ -219,3 +219,35 @@ async def test_webhook_outage_and_restart_lose_nothing(
     message_rows = [d for d in delivered if d["type"] == "message"]
     assert len(message_rows) == 10 and len({d["event_id"] for d in message_rows}) == 10
     assert all(d["attempts"] >= 1 for d in message_rows)
+
+
+async def test_webhook_allow_and_deny_lists(
+    sim: SimHandle, database_url: str, tmp_path: Path
+) -> None:
+    svc = Service(
+        service_settings(
+            sim,
+            database_url,
+            tmp_path,
+            WAHTTP_WEBHOOK_ALLOW="127.0.0.1, *.example.com",
+            WAHTTP_WEBHOOK_DENY="blocked.example.com",
+        )
+    )
+    await svc.start()
+    try:
+        async with svc.http() as api:
+            bad = await api.post("/sessions", json={"id": "x", "webhookUrl": "https://evil.test/h"})
+            assert bad.status_code == 400 and bad.json()["error"]["code"] == "webhook_not_allowed"
+            assert (await api.get("/sessions")).json() == []  # nothing was created
+            ok = await api.post("/sessions", json={"id": "y", "webhookUrl": "http://127.0.0.1:1/h"})
+            assert ok.status_code == 201
+            denied = await api.put(
+                "/sessions/y/webhook", json={"url": "https://blocked.example.com/h"}
+            )
+            assert denied.status_code == 400 and "denied" in denied.json()["error"]["message"]
+            allowed = await api.put(
+                "/sessions/y/webhook", json={"url": "https://hooks.example.com/h"}
+            )
+            assert allowed.status_code == 200
+    finally:
+        await svc.stop()

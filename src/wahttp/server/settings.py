@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wahttp.server.webhook_policy import WebhookPolicy
 from wahttp.server.webhooks import check_url
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
 from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
@@ -67,6 +68,18 @@ class Settings(BaseSettings):
     webhook_backoff_base: float = Field(1.0, alias="WAHTTP_WEBHOOK_BACKOFF_BASE", gt=0)
     webhook_backoff_max: float = Field(300.0, alias="WAHTTP_WEBHOOK_BACKOFF_MAX", gt=0)
     webhook_concurrency: int = Field(8, alias="WAHTTP_WEBHOOK_CONCURRENCY", ge=1)
+    webhook_allow: str | None = Field(
+        None,
+        alias="WAHTTP_WEBHOOK_ALLOW",
+        description="hosts, *.suffixes or CIDRs webhooks may target",
+    )
+    webhook_deny: str | None = Field(
+        None, alias="WAHTTP_WEBHOOK_DENY", description="hosts, *.suffixes or CIDRs never targeted"
+    )
+
+    def webhook_policy(self) -> WebhookPolicy:
+        return WebhookPolicy.parse(self.webhook_allow, self.webhook_deny)
+
     api_key: SecretStr | None = Field(
         None,
         alias="WAHTTP_API_KEY",
@@ -86,6 +99,7 @@ class Settings(BaseSettings):
     def _webhook(self) -> Self:
         if self.webhook_url:
             check_url(self.webhook_url)
+            self.webhook_policy().check(self.webhook_url)
             if not self.webhook_secret:
                 raise ValueError("WAHTTP_WEBHOOK_URL needs WAHTTP_WEBHOOK_SECRET (16+ characters)")
         return self

@@ -32,6 +32,7 @@ from wahttp.server.schemas import (
     parse_recipient,
 )
 from wahttp.server.state import SessionState
+from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
 from wahttp.wa.jid import Jid
@@ -47,6 +48,11 @@ PAIR_MESSAGE = "Enter this code in WhatsApp to pair your device"
 async def create_session(services: ServicesDep, body: CreateSession | None = None) -> Created:
     """Create a session and start its socket in the background."""
     body = body or CreateSession()
+    if body.webhook_url is not None:
+        try:
+            services.settings.webhook_policy().check(body.webhook_url)
+        except WebhookPolicyError as exc:
+            raise ApiError(400, "webhook_not_allowed", str(exc)) from exc
     session_id = body.id or secrets.token_hex(8)
     if await services.repo.get(session_id) is not None:
         raise ApiError(409, "session_exists", f"a session with id {session_id!r} exists already")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wahttp.server.auth import require_session_access
 from wahttp.server.deps import SessionRow
 from wahttp.server.errors import ApiError
+from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.server.webhooks import (
     MAX_URL_LENGTH,
     MIN_SECRET_LENGTH,
@@ -92,11 +93,19 @@ async def get_webhook(row: SessionRow, webhooks: WebhooksDep) -> WebhookInfo:
 
 
 @router.put("/{session_id}/webhook", response_model=WebhookInfo)
-async def put_webhook(row: SessionRow, body: WebhookUpdate, webhooks: WebhooksDep) -> WebhookInfo:
+async def put_webhook(
+    request: Request, row: SessionRow, body: WebhookUpdate, webhooks: WebhooksDep
+) -> WebhookInfo:
     """Set or remove the session's webhook URL (and optionally its secret).
 
     Events already queued keep the URL they were queued for.
     """
+    settings = getattr(request.app.state.services, "settings", None)
+    if body.url is not None and settings is not None:
+        try:
+            settings.webhook_policy().check(body.url)
+        except WebhookPolicyError as exc:
+            raise ApiError(400, "webhook_not_allowed", str(exc)) from exc
     config = await webhooks.set_webhook(row.id, body.url, body.secret)
     if config is None:
         raise ApiError(404, "session_not_found", f"no session with id {row.id!r}")
