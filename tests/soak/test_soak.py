@@ -182,6 +182,12 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
         )
         await baileys.next("open")
 
+        def baileys_story() -> str:
+            assert baileys is not None
+            kinds = Counter(str(e.get("event")) for e in baileys.events)
+            closes = Counter(str(e.get("code")) for e in baileys.of("close"))
+            return f"events {dict(kinds)} closes {dict(closes)} last {baileys.events[-5:]}"
+
         counts: Counter[str] = Counter()
         accepted: dict[str, tuple[str, str]] = {}  # message id -> (session, peer number)
         failed_texts: set[str] = set()
@@ -269,12 +275,6 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
         # the chaos): send the final message until the server has it.
         origins = sim.server.router.origins
 
-        def baileys_story() -> str:
-            assert baileys is not None
-            kinds = Counter(str(e.get("event")) for e in baileys.events)
-            closes = Counter(str(e.get("code")) for e in baileys.of("close"))
-            return f"events {dict(kinds)} closes {dict(closes)} last {baileys.events[-5:]}"
-
         try:
             async with asyncio.timeout(90):
                 await _final_b(baileys, numbers[ids[0]], origins)
@@ -312,11 +312,20 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
             counts["phones_undecryptable"] += inbox["undecryptable"]
         to_baileys = {m for m, (_, to) in accepted.items() if to == baileys_number}
         baileys_got: Counter[str] = Counter()
-        async with asyncio.timeout(120):
-            while not to_baileys <= set(baileys_got):
-                event = await baileys.next("message")
-                if not event["fromMe"] and event["stub"] is None:
-                    baileys_got[event["id"]] += 1
+        try:
+            async with asyncio.timeout(120):
+                while not to_baileys <= set(baileys_got):
+                    event = await baileys.next("message")
+                    if not event["fromMe"] and event["stub"] is None:
+                        baileys_got[event["id"]] += 1
+        except TimeoutError:
+            missing_b = to_baileys - set(baileys_got)
+            seen = [e for e in baileys.of("message") if e["id"] in missing_b]
+            routed = {m: m in sim.server.router.origins for m in missing_b}
+            raise AssertionError(
+                f"Baileys never decrypted {len(missing_b)} of {len(to_baileys)}: {seen[:6]} "
+                f"routed={routed} {baileys_story()}"
+            ) from None
         counts["baileys_received"] = sum(baileys_got.values())
 
         # Inbound: a webhook event for every message sent to our sessions, exactly once.
