@@ -11,7 +11,7 @@ import segno
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from wahttp.server.auth import require_admin, require_session_access
-from wahttp.server.deps import ServicesDep, SessionRow, live_session
+from wahttp.server.deps import Services, ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
 from wahttp.server.ratelimit import SendLimiterDep
 from wahttp.server.schemas import (
@@ -31,6 +31,7 @@ from wahttp.server.schemas import (
     SessionSummary,
     parse_recipient,
 )
+from wahttp.server.sessions import ManagedSession
 from wahttp.server.state import SessionState
 from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.wa.client.send import SendError
@@ -133,6 +134,15 @@ async def session_qr(
     return QRResponse(qr=qr)
 
 
+def open_session(services: Services, session_id: str) -> ManagedSession:
+    """The live session if it is open; 409 naming its state otherwise."""
+    session = services.manager.get(session_id)
+    if session is None or session.state != SessionState.OPEN:
+        state = session.state if session is not None else SessionState.STOPPED
+        raise ApiError(409, "session_not_open", f"the session is {state}", state=str(state))
+    return session
+
+
 @router.post(
     "/{session_id}/send-message",
     response_model=SendResponse,
@@ -152,10 +162,7 @@ async def send_message(
         raise ApiError(400, "invalid_recipient", f"to: {exc}") from exc
     if len(body.message) > MAX_TEXT:
         raise ApiError(413, "message_too_long", f"a text has at most {MAX_TEXT} characters")
-    session = services.manager.get(row.id)
-    if session is None or session.state != SessionState.OPEN:
-        state = session.state if session is not None else SessionState.STOPPED
-        raise ApiError(409, "session_not_open", f"the session is {state}", state=str(state))
+    session = open_session(services, row.id)
     limiter.check(row.id)  # 429 with Retry-After over WAHTTP_SEND_RATE / WAHTTP_SEND_BURST
     try:
         result = await session.send_text(to, body.message)
@@ -185,10 +192,7 @@ async def mark_read(
     found = await services.messages.get(row.id, message_id)
     if found is None or found.from_me:
         raise ApiError(404, "message_not_found", f"no received message {message_id!r}")
-    session = services.manager.get(row.id)
-    if session is None or session.state != SessionState.OPEN:
-        state = session.state if session is not None else SessionState.STOPPED
-        raise ApiError(409, "session_not_open", f"the session is {state}", state=str(state))
+    session = open_session(services, row.id)
     try:
         await session.client.send_read(Jid.parse(found.chat), [message_id])
     except WAError as exc:
