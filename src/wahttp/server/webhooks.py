@@ -797,6 +797,9 @@ class Webhooks:
                     "webhooks: outbox unavailable (%s); again in %.1fs", type(exc).__name__, delay
                 )
                 log.debug("webhooks: outbox error", exc_info=True)
+                # The database failed under us: the LISTEN connection may be as dead without
+                # knowing it yet, so listen anew (then claim) rather than miss notifications.
+                await self._unlisten()
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
