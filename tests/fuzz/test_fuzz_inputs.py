@@ -613,10 +613,11 @@ def test_client_handshake_with_authenticated_hostile_server_hello(hello: bytes) 
     client.hello()
     try:
         result = client.read_server_hello(hello)
-        verify_cert_chain(result.cert_chain, result.server_static, ROOT.public, now=NOW)
     except HandshakeError:
         return
-    assert result.server_static == SERVER_STATIC.public  # only the real server gets through
+    # Only a static key that a chain from our root certifies gets through (the fuzzer holds the
+    # root key here, so it may well sign a chain for a key of its own choosing).
+    _check_chain(result.cert_chain, result.server_static, NOW)
 
 
 # -- pair-success --------------------------------------------------------------------------------

@@ -15,19 +15,15 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from baileys_tools import Baileys, link_baileys_by_code, require_node
 from hooktools import Receiver
+from processtools import ServeProcess, free_port, fresh_schema_dsn
 from simtools import new_phone
 
 from wahttp.sim.runner import SimHandle
@@ -41,82 +37,10 @@ API_KEY = "soak-admin-key-" + "x" * 20
 HOOK_SECRET = "soak-webhook-secret-0123456789"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def soak_db(postgres_dsn: str) -> AsyncIterator[str]:
-    schema = f"wahttp_soak_{random.randrange(1 << 30):x}"
-    admin = await asyncpg.connect(postgres_dsn)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        separator = "&" if "?" in postgres_dsn else "?"
-        yield f"{postgres_dsn}{separator}search_path={schema}"
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
-
-
-class Wahttp:
-    """`wahttp serve` as a process we can SIGKILL and start again."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: asyncio.subprocess.Process | None = None
-        self.port = int(env["PORT"])
-        self.api = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.port}", timeout=30, headers={"X-Api-Key": API_KEY}
-        )
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wahttp.cli", "serve", env=self.env, stderr=self.log.open("ab")
-        )
-        async with asyncio.timeout(60):
-            while True:
-                if self.proc.returncode is not None:
-                    raise AssertionError(f"wahttp serve exited with {self.proc.returncode}")
-                try:
-                    if (await self.api.get("/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        await self.api.aclose()
-
-    async def status(self, session_id: str) -> dict[str, Any]:
-        resp = await self.api.get(f"/sessions/{session_id}/status")
-        data: dict[str, Any] = resp.json() if resp.status_code == 200 else {"state": "missing"}
-        return data
-
-    async def wait_state(self, session_id: str, state: str, timeout: float = 60) -> None:
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    if (await self.status(session_id)).get("state") == state:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+    async with fresh_schema_dsn(postgres_dsn, "wahttp_soak") as dsn:
+        yield dsn
 
 
 async def _final_b(baileys: Baileys, number: str, origins: object) -> None:
@@ -131,7 +55,7 @@ async def _final_b(baileys: Baileys, number: str, origins: object) -> None:
         await asyncio.sleep(2)
 
 
-async def _pair(w: Wahttp, admin: httpx.AsyncClient, session_id: str) -> str:
+async def _pair(w: ServeProcess, admin: httpx.AsyncClient, session_id: str) -> str:
     number = await new_phone(admin)
     assert (await w.api.post("/sessions", json={"id": session_id})).status_code == 201
     code = (
@@ -147,10 +71,9 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
     rng = random.Random(int(os.environ.get("WAHTTP_SOAK_SEED", "20261124")))
     receiver = Receiver()
     await receiver.up()
-    env = dict(os.environ)
-    env.update(
+    env = dict(
         HOST="127.0.0.1",
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
         DATABASE_URL=soak_db,
         WAHTTP_API_KEY=API_KEY,
         WAHTTP_DATA_DIR=str(tmp_path / "data"),
@@ -168,7 +91,7 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
         WAHTTP_WEBHOOK_MAX_ATTEMPTS="1000",
         WAHTTP_SEND_RATE="0",
     )
-    w = Wahttp(env, tmp_path / "serve.log")
+    w = ServeProcess(env, tmp_path / "serve.log", API_KEY)
     baileys: Baileys | None = None
     try:
         await w.start()

@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from wahttp import __version__
 from wahttp.server import auth, errors
 from wahttp.server.at_rest import startup_sealer
+from wahttp.server.cluster import Cluster
 from wahttp.server.db import Database, start_embedded
 from wahttp.server.deps import Services
 from wahttp.server.events import ServiceEvents
+from wahttp.server.forwarding import Forwarder, ForwardToOwner
 from wahttp.server.limits import BodySizeLimit
 from wahttp.server.messages import MessageRepository, SessionSentStore
 from wahttp.server.ratelimit import SendRateLimiter
@@ -95,15 +97,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sent_store=lambda session_id: SessionSentStore(messages, session_id),
             )
             manager.add_listener(events.on_status)
-            app.state.services = Services(settings, db, repo, manager, messages, hooks)
-            rows = await repo.list()
-            for row in rows:
-                manager.add(row.id, push_name=row.push_name)
-            log.info("restored %d sessions", len(rows))
+
+            async def start_session(session_id: str, push_name: str | None) -> None:
+                manager.add(session_id, push_name=push_name)
+
+            # Sessions run on the worker that owns them (one worker: all of them).
+            cluster = Cluster(
+                db,
+                start_session=start_session,
+                stop_session=manager.release,
+                hosted=lambda: set(manager.sessions),
+                url=settings.advertised_url(),
+                ttl=settings.lease_ttl,
+                interval=settings.lease_interval,
+                rebalance=settings.rebalance,
+            )
+            manager.add_listener(lambda s: cluster.record_state(s.id, str(s.state)))
+            app.state.services = Services(settings, db, repo, manager, messages, hooks, cluster)
+            forwarder = Forwarder(cluster.elsewhere, lambda: cluster.worker_id)
+            stack.push_async_callback(forwarder.aclose)
+            app.state.forwarder = forwarder
+            await cluster.start()
+            log.info("worker %s runs %d sessions", cluster.worker_id, len(manager.sessions))
             try:
                 yield
             finally:
-                await manager.stop_all(settings.shutdown_timeout)
+                app.state.forwarder = None
+                await cluster.stop(lambda: manager.stop_all(settings.shutdown_timeout))
 
     app = FastAPI(
         title="wahttp",
@@ -113,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=errors.OPENAPI_ERRORS,
     )
     errors.install(app)
+    app.add_middleware(ForwardToOwner)  # inside the body limit: forwarded bodies are bounded
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.send_limiter = SendRateLimiter(settings.send_rate, settings.send_burst)
     app.include_router(health.router)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from wahttp.server.cluster import Cluster
 from wahttp.server.db import Database
-from wahttp.server.errors import not_found
+from wahttp.server.errors import ApiError, not_found
 from wahttp.server.messages import MessageRepository
 from wahttp.server.schemas import SESSION_ID_PATTERN
 from wahttp.server.sessions import ManagedSession, SessionManager
@@ -26,6 +27,7 @@ class Services:
     manager: SessionManager
     messages: MessageRepository
     webhooks: Webhooks
+    cluster: Cluster
 
 
 def get_services(request: Request) -> Services:
@@ -46,9 +48,19 @@ async def session_row(session_id: SessionIdPath, services: ServicesDep) -> Store
     return row
 
 
-def live_session(services: Services, session_id: str) -> ManagedSession:
+async def live_session(services: Services, session_id: str) -> ManagedSession:
+    """The session as this worker runs it; claimed (and started) here if nobody live runs it."""
     session = services.manager.get(session_id)
-    return session if session is not None else services.manager.add(session_id, start=False)
+    if session is None and await services.cluster.claim(session_id):
+        session = services.manager.get(session_id)
+    if session is None:  # another worker took it a moment ago
+        raise ApiError(
+            503,
+            "session_moving",
+            "the session is moving to another worker; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    return session
 
 
 SessionRow = Annotated[StoredSession, Depends(session_row)]

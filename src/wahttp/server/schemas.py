@@ -128,6 +128,8 @@ class SessionStatus(BaseModel):
     linked: bool
     qr_available: bool
     last_disconnect: Disconnect | None
+    worker: str | None = None
+    """The worker (`wahttp serve` process) running this session."""
 
 
 class QRResponse(BaseModel):
@@ -139,6 +141,7 @@ class Health(BaseModel):
     timestamp: datetime
     database: str
     sessions: dict[str, Any]
+    worker: str | None = None
 
 
 class Deleted(BaseModel):

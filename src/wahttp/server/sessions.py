@@ -313,6 +313,12 @@ class SessionManager:
             await (session.logout() if logout else session.stop())
         self.remove_folder(session_id)
 
+    async def release(self, session_id: str) -> None:
+        """Stop running this session here (another worker takes it); its auth stays."""
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            await session.stop()
+
     def remove_folder(self, session_id: str) -> None:
         if self.auth_dir is not None:
             folder = self.auth_dir / session_id

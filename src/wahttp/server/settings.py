@@ -95,6 +95,36 @@ class Settings(BaseSettings):
     send_burst: int = Field(5, alias="WAHTTP_SEND_BURST", ge=1, description="sends at once")
     max_body_bytes: int = Field(262144, alias="WAHTTP_MAX_BODY_BYTES", ge=1)
 
+    worker_url: str | None = Field(
+        None,
+        alias="WAHTTP_WORKER_URL",
+        description="where other workers reach this one (default http://127.0.0.1:PORT)",
+    )
+    lease_ttl: float = Field(
+        20.0, alias="WAHTTP_LEASE_TTL", gt=0, description="a hung worker's sessions move after"
+    )
+    lease_interval: float = Field(
+        3.0, alias="WAHTTP_LEASE_INTERVAL", gt=0, description="renew and scan for orphans every"
+    )
+    rebalance: bool = Field(
+        True, alias="WAHTTP_REBALANCE", description="hand sessions to workers under their share"
+    )
+
+    def advertised_url(self) -> str | None:
+        """The URL other workers forward this worker's sessions' requests to."""
+        if self.worker_url:
+            return self.worker_url.rstrip("/")
+        if not self.port:
+            return None
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::", "localhost") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _lease(self) -> Self:
+        if self.lease_interval * 2 >= self.lease_ttl:
+            raise ValueError("WAHTTP_LEASE_INTERVAL must be under half of WAHTTP_LEASE_TTL")
+        return self
+
     @model_validator(mode="after")
     def _webhook(self) -> Self:
         if self.webhook_url:

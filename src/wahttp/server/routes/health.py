@@ -27,5 +27,6 @@ async def health(services: ServicesDep) -> JSONResponse:
         timestamp=datetime.now(UTC),
         database=database,
         sessions={"total": sum(states.values()), **states},
+        worker=services.cluster.worker_id,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if database == "ok" else 503)

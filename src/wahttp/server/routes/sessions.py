@@ -11,6 +11,7 @@ import segno
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from wahttp.server.auth import require_admin, require_session_access
+from wahttp.server.cluster import SessionPlacement
 from wahttp.server.deps import Services, ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
 from wahttp.server.ratelimit import SendLimiterDep
@@ -58,23 +59,36 @@ async def create_session(services: ServicesDep, body: CreateSession | None = Non
     if await services.repo.get(session_id) is not None:
         raise ApiError(409, "session_exists", f"a session with id {session_id!r} exists already")
     await services.repo.create(session_id, webhook_url=body.webhook_url, push_name=body.push_name)
-    services.manager.add(session_id, push_name=body.push_name)
+    await services.cluster.claim(session_id)  # runs here, or on a worker that claimed it first
     return Created(id=session_id)
 
 
 @router.get("", response_model=list[SessionSummary])
 async def list_sessions(services: ServicesDep) -> list[SessionSummary]:
     rows = await services.repo.list()
+    placements = await services.cluster.placements()
     out = []
     for row in rows:
         live = services.manager.get(row.id)
-        state = live.state if live is not None else SessionState.STOPPED
+        state = live.state if live is not None else _placed_state(placements.get(row.id))
         out.append(
             SessionSummary(
                 id=row.id, created_at=row.created_at, updated_at=row.updated_at, status=state
             )
         )
     return out
+
+
+def _placed_state(placement: SessionPlacement | None) -> SessionState:
+    """A session another worker runs, as its owner last reported it."""
+    if placement is None:
+        return SessionState.STOPPED
+    if not placement.live:  # its worker is gone: being taken over
+        return SessionState.RECONNECTING
+    try:
+        return SessionState(placement.state)
+    except ValueError:
+        return SessionState.CONNECTING
 
 
 @router.delete("/{session_id}", response_model=Deleted, dependencies=[Depends(require_admin)])
@@ -87,7 +101,7 @@ async def delete_session(row: SessionRow, services: ServicesDep) -> Deleted:
 
 @router.get("/{session_id}/status", response_model=SessionStatus)
 async def session_status(row: SessionRow, services: ServicesDep) -> SessionStatus:
-    session = live_session(services, row.id)
+    session = await live_session(services, row.id)
     linked = await session.is_linked()
     last = session.last_disconnect
     return SessionStatus(
@@ -102,6 +116,7 @@ async def session_status(row: SessionRow, services: ServicesDep) -> SessionStatu
         last_disconnect=Disconnect(code=last.code, reason=last.reason, at=last.at)
         if last
         else None,
+        worker=services.cluster.worker_id,
     )
 
 
@@ -116,7 +131,7 @@ async def session_qr(
     format: Annotated[Literal["json", "png"], Query(description="json or png")] = "json",
 ) -> Response | QRResponse:
     """The current linking QR (refreshed as it expires); starts the session if it is stopped."""
-    session = live_session(services, row.id)
+    session = await live_session(services, row.id)
     if await session.is_linked():
         raise ApiError(409, "already_linked", "the session is linked already")
     if session.qr is None:
@@ -204,7 +219,7 @@ async def mark_read(
 @router.post("/{session_id}/pair-request", response_model=PairResponse)
 async def pair_request(row: SessionRow, body: PairRequest, services: ServicesDep) -> PairResponse:
     """Ask for a pairing code for this phone number; the user enters it on the phone."""
-    session = live_session(services, row.id)
+    session = await live_session(services, row.id)
     if await session.is_linked():
         raise ApiError(409, "already_linked", "the session is linked already; delete it to re-pair")
     try:
