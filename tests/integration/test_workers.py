@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hooktools import Receiver
 from processtools import ServeProcess, free_port, fresh_schema_dsn
 from simtools import new_phone
 
@@ -44,6 +45,8 @@ async def owners(workers: list[ServeProcess]) -> dict[str, list[str]]:
 async def test_three_workers_one_database_survive_a_sigkill(
     sim: SimHandle, admin: httpx.AsyncClient, workers_db: str, tmp_path: Path
 ) -> None:
+    receiver = Receiver()
+    await receiver.up()
     workers = []
     for i in range(3):
         env = {
@@ -60,6 +63,9 @@ async def test_three_workers_one_database_survive_a_sigkill(
             "WAHTTP_LEASE_TTL": "10",
             "WAHTTP_LEASE_INTERVAL": "1",
             "WAHTTP_SEND_RATE": "0",
+            "WAHTTP_WEBHOOK_URL": receiver.url,
+            "WAHTTP_WEBHOOK_SECRET": "workers-webhook-secret-0123",
+            "WAHTTP_WEBHOOK_BACKOFF_BASE": "0.2",
         }
         workers.append(ServeProcess(env, tmp_path / f"worker{i}.log", API_KEY))
     try:
@@ -134,8 +140,30 @@ async def test_three_workers_one_database_survive_a_sigkill(
         listed = (await survivors[1].api.get("/sessions")).json()
         assert sorted(s["id"] for s in listed) == ids
         assert {s["status"] for s in listed} == {"open"}
+
+        # Inbound: both survivors drain one webhook outbox; every message arrives exactly once.
+        texts = set()
+        for session_id in ids:
+            number = (await survivors[0].status(session_id))["jid"].split(":")[0]
+            for k in range(2):
+                text = f"to {session_id} #{k}"
+                await admin.post(
+                    f"/phones/{friends[session_id]}/messages", json={"to": number, "text": text}
+                )
+                texts.add(text)
+
+        def inbound() -> Counter[str]:
+            return Counter(
+                r.json()["data"]["text"]
+                for r in receiver.delivered()
+                if r.json()["type"] == "message" and r.json()["data"]["text"] in texts
+            )
+
+        await receiver.wait_for(lambda: set(inbound()) == texts, timeout=30)
+        assert set(inbound().values()) == {1}
     finally:
         for w in workers:
             await w.stop()
+        await receiver.down()
         for w in workers:
             assert "Traceback" not in w.log_text(), w.log_text()[-3000:]

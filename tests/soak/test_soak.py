@@ -131,6 +131,9 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
                 counts["api_failed"] += 1
                 counts[f"api_failed_{resp.status_code if resp is not None else 'down'}"] += 1
 
+        # Connection faults hit our sessions' streams (Baileys is the reference peer here, not
+        # the system under test); refusals and restarts hit everyone, Baileys included.
+        our_jids = [(await w.status(s))["jid"] for s in ids]
         chaos = await admin.post(
             "/faults/chaos",
             json={
@@ -138,6 +141,7 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
                 "interval": 0.8 * SOAK_SECONDS / (FAULTS + 20),
                 "kinds": ["drop", "stall", "5xx", "515", "refuse", "restart"],
                 "seed": 7,
+                "targets": our_jids,
             },
         )
         assert chaos.status_code in (200, 201, 202), chaos.text
@@ -178,6 +182,7 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
                 await asyncio.sleep(0.5)
         faults = (await admin.get("/faults")).json()
         counts["faults"] = sum(faults["injected"].values())
+        counts.update({f"fault_{k}": n for k, n in faults["injected"].items()})
 
         # Everyone recovers by itself.
         for session_id in ids:
