@@ -7,7 +7,7 @@ checked throughout: no session is ever run by two workers at once, and none is l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -75,6 +75,22 @@ async def workers(db: Database) -> AsyncIterator[list[Worker]]:
             await worker.cluster.stop(worker.stop_all)
 
 
+Team = Callable[..., list[Worker]]
+
+
+@pytest.fixture
+def team(db: Database, workers: list[Worker]) -> Team:
+    """Workers by name, sharing one log; stopped after the test."""
+    log: list[str] = []
+
+    def make(*names: str, **options: float) -> list[Worker]:
+        made = [Worker(db, name, log, **options) for name in names]
+        workers.extend(made)
+        return made
+
+    return make
+
+
 def check_disjoint(workers: list[Worker]) -> None:
     seen: dict[str, str] = {}
     for worker in workers:
@@ -100,12 +116,10 @@ def test_fair_share() -> None:
 
 
 async def test_a_lone_worker_runs_every_session_with_its_push_name(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, team: Team
 ) -> None:
     ids = await make_sessions(repo, 5)
-    log: list[str] = []
-    worker = Worker(db, "a", log)
-    workers.append(worker)
+    (worker,) = team("a")
     await worker.cluster.start()
     assert worker.sessions == set(ids)
     assert worker.push_names["s03"] == "name-s03"
@@ -115,11 +129,10 @@ async def test_a_lone_worker_runs_every_session_with_its_push_name(
 
 
 async def test_workers_starting_together_split_the_sessions_without_overlap(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, workers: list[Worker], team: Team
 ) -> None:
     ids = await make_sessions(repo, 30)
-    log: list[str] = []
-    workers.extend(Worker(db, f"w{i}", log) for i in range(3))
+    team(*(f"w{i}" for i in range(3)))
     # Join all three first, so each sees the others when it computes its share.
     for worker in workers:
         await worker.cluster._join()
@@ -132,11 +145,10 @@ async def test_workers_starting_together_split_the_sessions_without_overlap(
 
 
 async def test_concurrent_claims_of_one_session_have_one_winner(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, workers: list[Worker], team: Team
 ) -> None:
     await make_sessions(repo, 1, prefix="only")
-    log: list[str] = []
-    workers.extend(Worker(db, f"w{i}", log) for i in range(4))
+    team(*(f"w{i}" for i in range(4)))
     for worker in workers:
         await worker.cluster._join()
     results = await asyncio.gather(*(w.cluster.claim("only00") for w in workers))
@@ -155,12 +167,10 @@ async def test_concurrent_claims_of_one_session_have_one_winner(
 
 
 async def test_a_killed_workers_sessions_are_taken_over_at_the_next_scan(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, team: Team
 ) -> None:
     ids = await make_sessions(repo, 10)
-    log: list[str] = []
-    a, b = Worker(db, "a", log), Worker(db, "b", log)
-    workers.extend([a, b])
+    a, b = team("a", "b")
     await a.cluster._join()
     await b.cluster._join()
     await a.cluster.scan()
@@ -176,13 +186,16 @@ async def test_a_killed_workers_sessions_are_taken_over_at_the_next_scan(
 
 
 async def test_a_worker_that_cannot_renew_fences_itself_before_its_lease_ends(
-    db: Database, repo: SessionRepository, workers: list[Worker], monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    repo: SessionRepository,
+    workers: list[Worker],
+    team: Team,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await make_sessions(repo, 6)
-    log: list[str] = []
-    a = Worker(db, "a", log, ttl=2.0, interval=0.2)
-    b = Worker(db, "b", log)
-    workers.extend([a, b])
+    (a,) = team("a", ttl=2.0, interval=0.2)
+    (b,) = team("b")
+    log = a.log
     await b.cluster._join()
     await a.cluster.start()
     await b.cluster.scan()
@@ -216,12 +229,11 @@ async def test_a_worker_that_cannot_renew_fences_itself_before_its_lease_ends(
 
 
 async def test_a_new_worker_gets_its_share_handed_back(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, workers: list[Worker], team: Team
 ) -> None:
     ids = await make_sessions(repo, 8)
-    log: list[str] = []
-    a, b = Worker(db, "a", log), Worker(db, "b", log)
-    workers.extend([a, b])
+    a, b = team("a", "b")
+    log = a.log
     await a.cluster.start()
     for session_id in ids:  # only open sessions are handed back, never one being paired
         await a.cluster.record_state(session_id, "open")
@@ -238,12 +250,10 @@ async def test_a_new_worker_gets_its_share_handed_back(
 
 
 async def test_a_session_being_paired_is_not_handed_back(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, team: Team
 ) -> None:
     await make_sessions(repo, 4)
-    log: list[str] = []
-    a, b = Worker(db, "a", log), Worker(db, "b", log)
-    workers.extend([a, b])
+    a, b = team("a", "b")
     await a.cluster.start()
     for session_id in sorted(a.sessions):
         await a.cluster.record_state(session_id, "awaiting_pairing")
@@ -253,12 +263,10 @@ async def test_a_session_being_paired_is_not_handed_back(
 
 
 async def test_graceful_stop_stops_the_sockets_before_others_take_over(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, team: Team
 ) -> None:
     ids = await make_sessions(repo, 6)
-    log: list[str] = []
-    a, b = Worker(db, "a", log), Worker(db, "b", log)
-    workers.extend([a, b])
+    a, b = team("a", "b")
     await a.cluster.start()
     await b.cluster.start()
     await a.cluster.scan()
@@ -282,12 +290,11 @@ async def test_graceful_stop_stops_the_sockets_before_others_take_over(
 
 
 async def test_a_deleted_session_is_dropped_by_its_owner(
-    db: Database, repo: SessionRepository, workers: list[Worker]
+    db: Database, repo: SessionRepository, team: Team
 ) -> None:
     await make_sessions(repo, 3)
-    log: list[str] = []
-    a = Worker(db, "a", log)
-    workers.append(a)
+    (a,) = team("a")
+    log = a.log
     await a.cluster.start()
     await repo.delete("s01")  # e.g. through another worker while this one was unreachable
     await a.cluster.scan()
