@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 db,
                 start_session=start_session,
                 stop_session=manager.release,
-                hosted=lambda: set(manager.sessions),
+                hosted=manager.sessions.keys,  # a live view: no copy per request
                 url=settings.advertised_url(),
                 ttl=settings.lease_ttl,
                 interval=settings.lease_interval,

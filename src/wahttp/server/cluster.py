@@ -29,6 +29,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +131,7 @@ class Cluster:
         *,
         start_session: Callable[[str, str | None], Awaitable[None]],
         stop_session: Callable[[str], Awaitable[None]],
-        hosted: Callable[[], set[str]],
+        hosted: Callable[[], AbstractSet[str]],
         url: str | None = None,
         ttl: float = 20.0,
         interval: float = 3.0,
