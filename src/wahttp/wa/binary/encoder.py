@@ -1,38 +1,58 @@
-"""Node -> WhatsApp binary XML, byte-identical to Baileys' encodeBinaryNode (flag byte included)."""
+"""Node -> WhatsApp binary XML, byte-identical to Baileys' encodeBinaryNode (flag byte included).
+
+Speed notes (bench/hotpaths.py): every string is written as `token bytes or _encode_string()`,
+one dict lookup for the common case (tags and attribute names are nearly always tokens);
+headers come from precomputed tables; nibble and hex packing use bytes.fromhex; the usual
+JID shapes (`digits@server`, `digits:device@server`) skip the general JavaScript-compatible
+parser. Nothing is cached between calls.
+"""
 
 from __future__ import annotations
 
-import re
-
 from wahttp.wa.binary import tokens as t
 from wahttp.wa.binary.node import Node
-from wahttp.wa.jid import split_wire_jid
+from wahttp.wa.jid import DOMAIN_FOR_SERVER, split_wire_jid
 
 _TOKEN_BYTES = t.TOKEN_BYTES
-_NIBBLE_RE = re.compile(r"[0-9.\-]+")
-_HEX_RE = re.compile(r"[0-9A-F]+")
-# Nibble packing re-uses bytes.fromhex: '-' is nibble 10 ('a'), '.' is 11 ('b').
-_NIBBLE_TO_HEX = str.maketrans({"-": "a", ".": "b"})
-_EMPTY_STRING = bytes((t.BINARY_8, 0))
 _MAX_LIST = 0xFFFF
 _MAX_BINARY = 0xFFFFFFFF
+_EMPTY_STRING = bytes((t.BINARY_8, 0))
+_LIST_EMPTY = bytes((t.LIST_EMPTY,))
+_JID_PAIR = bytes((t.JID_PAIR,))
+_NIBBLE_CHARS = "0123456789-."
+_HEX_CHARS = "0123456789ABCDEF"
+# Device numbers as written in JIDs ("0" to "999") -> the byte Baileys writes (Number() & 0xff).
+_DEVICE_BYTES = {str(n): n & 0xFF for n in range(1000)}
+
+
+def _packed_size(count: int) -> int:
+    """The byte count of a packed string; bit 7 flags an odd character count."""
+    return ((count + 1) >> 1) | (0x80 if count & 1 else 0)
+
+
+# Two-byte headers `<tag> <size>`, indexed by size (list of 0 items: LIST_EMPTY alone).
+_LIST_8_HEADERS = (_LIST_EMPTY, *(bytes((t.LIST_8, n)) for n in range(1, 256)))
+_BINARY_8_HEADERS = tuple(bytes((t.BINARY_8, n)) for n in range(256))
+_NIBBLE_HEADERS = tuple(bytes((t.NIBBLE_8, _packed_size(n))) for n in range(t.PACKED_MAX + 1))
+_HEX_HEADERS = tuple(bytes((t.HEX_8, _packed_size(n))) for n in range(t.PACKED_MAX + 1))
 
 
 def encode_node(node: Node) -> bytes:
     """Encode a frame body: flag byte 0 (uncompressed) followed by the node."""
-    buf = bytearray(b"\x00")
-    _write_node(buf, node)
-    return bytes(buf)
+    out = [b"\x00"]
+    _write_node(out, node)
+    return b"".join(out)
 
 
 def encode_node_body(node: Node) -> bytes:
     """Encode just the node, without the leading flag byte."""
-    buf = bytearray()
-    _write_node(buf, node)
-    return bytes(buf)
+    out: list[bytes] = []
+    _write_node(out, node)
+    return b"".join(out)
 
 
-def _write_node(buf: bytearray, node: Node) -> None:
+def _write_node(out: list[bytes], node: Node) -> None:
+    """Append the encoding of `node` to `out`, piece by piece (joined once at the end)."""
     tag = node.tag
     if not tag:
         # Baileys throws at the top level and silently drops tagless children; a tagless
@@ -40,102 +60,110 @@ def _write_node(buf: bytearray, node: Node) -> None:
         raise ValueError("node tag must be a non-empty string")
     attrs = node.attrs
     content = node.content
-    _write_list_start(buf, 2 * len(attrs) + (1 if content is None else 2))
-    _write_string(buf, tag)
+    token = _TOKEN_BYTES.get  # local: called for every string below
+    size = 2 * len(attrs) + (1 if content is None else 2)
+    out.append(_LIST_8_HEADERS[size] if size < 256 else _list_16_header(size))
+    out.append(token(tag) or _encode_string(tag))
     for key, value in attrs.items():
-        _write_string(buf, key)
-        _write_string(buf, value)
+        out.append(token(key) or _encode_string(key))
+        out.append(token(value) or _encode_string(value))
     if content is None:
         return
     if isinstance(content, list):
-        _write_list_start(buf, len(content))
+        count = len(content)
+        out.append(_LIST_8_HEADERS[count] if count < 256 else _list_16_header(count))
         for child in content:
-            _write_node(buf, child)
-    elif isinstance(content, bytes | bytearray):
-        _write_length(buf, len(content))
-        buf += content
+            _write_node(out, child)
+    elif isinstance(content, (bytes, bytearray)):
+        length = len(content)
+        out.append(_BINARY_8_HEADERS[length] if length < 256 else _binary_header(length))
+        out.append(content if type(content) is bytes else bytes(content))
     elif isinstance(content, str):
-        _write_string(buf, content)
+        out.append(token(content) or _encode_string(content))
     elif isinstance(content, memoryview):
-        _write_binary(buf, content.tobytes())
+        data = content.tobytes()
+        out.append(_binary_header(len(data)))
+        out.append(data)
     else:
         raise TypeError(f"invalid content for <{tag}>: {type(content).__name__}")
 
 
-def _write_list_start(buf: bytearray, size: int) -> None:
-    if size == 0:
-        buf.append(t.LIST_EMPTY)
-    elif size < 256:
-        buf.append(t.LIST_8)
-        buf.append(size)
-    elif size <= _MAX_LIST:
-        buf.append(t.LIST_16)
-        buf += size.to_bytes(2, "big")
-    else:  # Baileys would silently truncate the size and corrupt the stream
+def _list_16_header(size: int) -> bytes:
+    if size > _MAX_LIST:  # Baileys would silently truncate the size and corrupt the stream
         raise ValueError(f"list too long to encode: {size}")
+    return bytes((t.LIST_16, size >> 8, size & 0xFF))
 
 
-def _write_length(buf: bytearray, length: int) -> None:
+def _binary_header(length: int) -> bytes:
+    """BINARY_8/20/32 and the length, for any length (the caller fast-paths < 256)."""
     if length < 256:
-        buf.append(t.BINARY_8)
-        buf.append(length)
-    elif length < 1 << 20:
-        buf.append(t.BINARY_20)
-        buf += length.to_bytes(3, "big")
-    elif length <= _MAX_BINARY:
-        buf.append(t.BINARY_32)
-        buf += length.to_bytes(4, "big")
-    else:
-        raise ValueError(f"binary too large to encode: {length}")
+        return _BINARY_8_HEADERS[length]
+    if length < 1 << 20:
+        return bytes((t.BINARY_20,)) + length.to_bytes(3, "big")
+    if length <= _MAX_BINARY:
+        return bytes((t.BINARY_32,)) + length.to_bytes(4, "big")
+    raise ValueError(f"binary too large to encode: {length}")
 
 
-def _write_binary(buf: bytearray, data: bytes) -> None:
-    _write_length(buf, len(data))
-    buf += data
+def _encode_string(text: str) -> bytes:
+    """A string that is not a token, in Baileys' order: empty, nibble, hex, JID, raw UTF-8.
+
+    Callers look tokens up themselves (`token(text) or _encode_string(text)`). JIDs are tested
+    early: a string with '@' is never nibble or hex, so the order makes no difference.
+    """
+    if not text:
+        return _EMPTY_STRING
+    if "@" in text:
+        return _encode_jid(text)
+    length = len(text)
+    if length <= t.PACKED_MAX:
+        # `not text.strip(chars)` is a C-speed "every character is in chars" test.
+        if not text.strip(_NIBBLE_CHARS):
+            # bytes.fromhex does the packing: '-' is nibble 10 ('a'), '.' is 11 ('b');
+            # replace() returns the string itself when there is nothing to replace.
+            digits = text.replace("-", "a").replace(".", "b")
+            return _NIBBLE_HEADERS[length] + bytes.fromhex(digits + "f" if length & 1 else digits)
+        if not text.strip(_HEX_CHARS):
+            return _HEX_HEADERS[length] + bytes.fromhex(text + "f" if length & 1 else text)
+    raw = text.encode("utf-8")
+    return _binary_header(len(raw)) + raw
 
 
-def _write_packed(buf: bytearray, tag: int, hex_digits: str, length: int) -> None:
-    """Two characters per byte; an odd length is padded with nibble 15 and flagged by bit 7."""
-    buf.append(tag)
-    if length & 1:
-        buf.append(((length + 1) >> 1) | 0x80)
-        buf += bytes.fromhex(hex_digits + "f")
-    else:
-        buf.append(length >> 1)
-        buf += bytes.fromhex(hex_digits)
+def _encode_jid(text: str) -> bytes:
+    """AD_JID when there is a device part, else JID_PAIR (user, then server as a string)."""
+    token = _TOKEN_BYTES.get
+    prefix = b""
+    while True:  # loops only for a JID_PAIR whose server is itself a JID ("a@b@c")
+        user, server, domain_type, device = _split_jid(text)
+        if device is not None:  # no '@' in a user part: a token, packed or raw
+            return (
+                prefix
+                + bytes((t.AD_JID, domain_type, device))
+                + (token(user) or _encode_string(user))
+            )
+        prefix += _JID_PAIR + ((token(user) or _encode_string(user)) if user else _LIST_EMPTY)
+        server_bytes = token(server)
+        if server_bytes is not None:
+            return prefix + server_bytes
+        if "@" not in server:
+            return prefix + _encode_string(server)
+        text = server
 
 
-def _write_string(buf: bytearray, text: str) -> None:
-    """Baileys' order: empty, token, nibble, hex, JID (anything with '@'), raw UTF-8."""
-    while True:  # loops only for a JID_PAIR whose server part is itself a string to encode
-        if not text:
-            buf += _EMPTY_STRING
-            return
-        token = _TOKEN_BYTES.get(text)
-        if token is not None:
-            buf += token
-            return
-        length = len(text)
-        if length <= t.PACKED_MAX:
-            if _NIBBLE_RE.fullmatch(text):
-                _write_packed(buf, t.NIBBLE_8, text.translate(_NIBBLE_TO_HEX), length)
-                return
-            if _HEX_RE.fullmatch(text):
-                _write_packed(buf, t.HEX_8, text, length)
-                return
-        jid = split_wire_jid(text) if "@" in text else None
-        if jid is None:
-            _write_binary(buf, text.encode("utf-8"))
-            return
-        if jid.device is not None:
-            buf.append(t.AD_JID)
-            buf.append(jid.domain_type)
-            buf.append(jid.device)
-            _write_string(buf, jid.user)  # no '@' in a user part: no further recursion
-            return
-        buf.append(t.JID_PAIR)
-        if jid.user:
-            _write_string(buf, jid.user)
-        else:
-            buf.append(t.LIST_EMPTY)
-        text = jid.server
+def _split_jid(text: str) -> tuple[str, str, int, int | None]:
+    """(user, server, domain type, device or None), as wahttp.wa.jid.split_wire_jid.
+
+    Fast path for `user@server` and `user:device@server` (plain decimal device, no agent);
+    anything else goes through split_wire_jid's JavaScript number conversions.
+    """
+    user_part, _, server = text.partition("@")
+    if "_" not in user_part:
+        user, colon, device_text = user_part.partition(":")
+        if not colon:
+            return user, server, 0, None  # JID_PAIR: the domain type is not written
+        device = _DEVICE_BYTES.get(device_text)
+        if device is not None:
+            return user, server, DOMAIN_FOR_SERVER.get(server, 0), device
+    jid = split_wire_jid(text)
+    assert jid is not None  # the caller checked for '@'
+    return jid.user, jid.server, jid.domain_type, jid.device
