@@ -31,6 +31,9 @@ if (args['root-key']) WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(args['root-key'],
 const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' }, pino.destination(2))
 
 let sock = null
+// What a Baileys app keeps for getMessage: the messages it sent, so that it can encrypt one
+// again when a recipient asks for it with a retry receipt.
+const sentMessages = new Map()
 let stopping = false
 let reconnectTimer = null
 
@@ -67,6 +70,7 @@ async function start () {
     qrTimeout: args['qr-timeout-ms'] ? Number(args['qr-timeout-ms']) : undefined,
     markOnlineOnConnect: false,
     syncFullHistory: false,
+    getMessage: async (key) => sentMessages.get(key.id),
   })
   sock = current
   setState('connecting')
@@ -140,6 +144,7 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   if (cmd.cmd === 'send') {
     try {
       const sent = await sock.sendMessage(cmd.to, { text: cmd.text })
+      sentMessages.set(sent.key.id, sent.message)
       emit({ event: 'sent', ref: cmd.ref ?? null, id: sent.key.id })
     } catch (err) {
       emit({ event: 'send-error', ref: cmd.ref ?? null, message: String(err) })

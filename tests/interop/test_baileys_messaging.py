@@ -82,16 +82,27 @@ async def test_fifty_each_way_interleaved(
                 await from_baileys(i)
                 sent_ids.append(await from_wahttp(i))
 
-            # Baileys decrypted all 50 of ours.
-            got: dict[str, str] = {}
+            # Baileys decrypted all 50 of ours, each exactly once. When both sides start a
+            # session at the same moment, libsignal-node may fail one message at first: it then
+            # shows a stub (CIPHERTEXT) and sends a retry receipt with fresh keys, we encrypt
+            # the message again on a new session, and it must decrypt that.
+            got: dict[str, list[str]] = {}
+            stubs: set[str] = set()
             async with asyncio.timeout(60):
                 while len(got) < COUNT:
                     event = await baileys.next("message")
-                    if not event["fromMe"]:
-                        assert event["stub"] is None, event  # a stub means it failed to decrypt
-                        got[event["id"]] = event["text"]
-            assert sorted(got.values()) == sorted(f"from wahttp {i}" for i in range(COUNT))
+                    if event["fromMe"]:
+                        continue
+                    if event["stub"] is not None:
+                        stubs.add(event["id"])
+                    else:
+                        got.setdefault(event["id"], []).append(event["text"])
             assert set(got) == set(sent_ids)
+            assert sorted(t for texts in got.values() for t in texts) == sorted(
+                f"from wahttp {i}" for i in range(COUNT)
+            )
+            assert stubs <= set(got)
+            print(f"\n{len(stubs)} of {COUNT} decrypted by Baileys after a retry receipt")
 
             # wahttp decrypted all 50 of Baileys' and the webhook got each exactly once, signed.
             def inbound() -> list[dict[str, object]]:
@@ -113,12 +124,17 @@ async def test_fifty_each_way_interleaved(
                     headers["x-wahttp-signature"],
                 )
 
-            # The first message each way started a session (pkmsg); the rest used it (msg).
+            # Each way a session was started (pkmsg) and then used (msg). When both sides start
+            # at once a side may keep sending pkmsg for a while, or start over after a retry
+            # receipt, so the split is printed rather than fixed.
             stats = (await admin.get("/stats")).json()["enc"]
             counts = {(s["from"], s["to"], s["type"]): s["count"] for s in stats}
             for sender, recipient in ((theirs, ours_number), (ours_number, theirs)):
-                assert counts.get((sender, recipient, "pkmsg"), 0) >= 1
-                assert counts.get((sender, recipient, "msg"), 0) >= COUNT - 2
+                pkmsg = counts.get((sender, recipient, "pkmsg"), 0)
+                msg = counts.get((sender, recipient, "msg"), 0)
+                print(f"{sender} -> {recipient}: {pkmsg} pkmsg, {msg} msg")
+                assert pkmsg >= 1
+                assert pkmsg + msg >= COUNT
 
             # And our sent messages got delivered receipts back from Baileys.
             async def delivered(message_id: str) -> bool:
