@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import time
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -33,6 +34,10 @@ class NewPhone(BaseModel):
     push_name: str | None = Field(default=None, max_length=64)
 
 
+class NewPhones(BaseModel):
+    count: int = Field(ge=1, le=10_000)
+
+
 class Scan(BaseModel):
     qr: str = Field(min_length=1, max_length=4096)
 
@@ -44,6 +49,12 @@ class EnterCode(BaseModel):
 class PhoneMessage(BaseModel):
     to: str = Field(min_length=5, max_length=64, description="a number or a JID")
     text: str = Field(min_length=1, max_length=65536)
+
+
+class PhoneBurst(BaseModel):
+    to: str = Field(min_length=5, max_length=64, description="a number or a JID")
+    count: int = Field(ge=1, le=100_000)
+    text: str = Field(default="message", min_length=1, max_length=65536)
 
 
 class StreamError(BaseModel):
@@ -103,6 +114,14 @@ def _phone_json(server: SimServer, account: Account) -> dict[str, Any]:
     }
 
 
+def _recipient(to: str) -> Jid:
+    target = to.lstrip("+")
+    try:
+        return Jid.parse(target) if "@" in target else Jid(target, "s.whatsapp.net")
+    except ValueError as exc:
+        raise HTTPException(400, f"bad recipient: {exc}") from exc
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
@@ -143,6 +162,11 @@ def create_admin_app(server: SimServer) -> FastAPI:
             raise HTTPException(409, f"phone {number} exists already")
         return _phone_json(server, server.network.create_account(number, body.push_name))
 
+    @app.post("/phones/bulk", status_code=201)
+    async def create_phones(body: NewPhones) -> list[dict[str, Any]]:
+        """`count` new phones with free numbers in one call (benchmarks make hundreds)."""
+        return [_phone_json(server, server.network.create_account()) for _ in range(body.count)]
+
     @app.get("/phones")
     async def list_phones() -> list[dict[str, Any]]:
         return [_phone_json(server, a) for a in server.network.accounts.values()]
@@ -166,16 +190,28 @@ def create_admin_app(server: SimServer) -> FastAPI:
     async def phone_send(number: Number, body: PhoneMessage) -> dict[str, Any]:
         """The phone sends a text (end-to-end encrypted) to a number or JID."""
         account = account_or_404(number)
-        target = body.to.lstrip("+")
-        try:
-            jid = Jid.parse(target) if "@" in target else Jid(target, "s.whatsapp.net")
-        except ValueError as exc:
-            raise HTTPException(400, f"bad recipient: {exc}") from exc
+        jid = _recipient(body.to)
         try:
             item = await account.phone_peer.send_text(server.router, jid, body.text)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
         return vars(item).copy()
+
+    @app.post("/phones/{number}/messages/burst", status_code=201)
+    async def phone_burst(number: Number, body: PhoneBurst) -> list[dict[str, Any]]:
+        """The phone sends `count` texts ("<text> <i>") one after the other, as fast as the
+        recipient's stream takes them; each entry has the message id and when it left (unix
+        seconds, float), so a benchmark can time them end to end."""
+        account = account_or_404(number)
+        jid = _recipient(body.to)
+        sent = []
+        for i in range(body.count):
+            try:
+                item = await account.phone_peer.send_text(server.router, jid, f"{body.text} {i}")
+            except LookupError as exc:
+                raise HTTPException(404, str(exc)) from exc
+            sent.append({"id": item.id, "sent_at": time.time()})
+        return sent
 
     @app.get("/phones/{number}/messages")
     async def phone_inbox(number: Number) -> dict[str, Any]:
@@ -210,12 +246,13 @@ def create_admin_app(server: SimServer) -> FastAPI:
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
-        """Counters: encrypted payloads routed per (sender, recipient, type)."""
+        """Counters: encrypted payloads per (sender, recipient, type); streams replaced (440)."""
         enc = server.router.enc_counts
         return {
             "enc": [
                 {"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(enc.items())
-            ]
+            ],
+            "replaced": server.replaced,
         }
 
     @app.get("/connections")

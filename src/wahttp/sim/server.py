@@ -55,6 +55,7 @@ class SimServer:
         self.live: set[ServerConnection] = set()  # every stream past the WebSocket upgrade
         self.faults = Faults(self)
         self.state_file: Path | None = None  # where save_state() writes (wahttp sim --state-file)
+        self.replaced = 0  # streams closed with 440 because the same device connected again
 
     @property
     def url(self) -> str:
@@ -162,6 +163,7 @@ class SimServer:
         previous = self.network.connections.get(key)
         if previous is not None:
             # Only one stream per device: the older one is told it was replaced (440).
+            self.replaced += 1
             replaced = Node("conflict", {"type": "replaced"})
             asyncio.create_task(previous.stream_error(None, replaced))  # noqa: RUF006
         conn.device = device
