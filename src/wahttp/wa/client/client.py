@@ -87,6 +87,8 @@ class Client:
         self.e2e_lock = asyncio.Lock()
         self.device_fetched: dict[str, float] = {}
         self.recent_sent: OrderedDict[str, tuple[Jid, Message]] = OrderedDict()
+        # Ids of messages handed over lately: a redelivered one is acked, not asked again.
+        self.recent_received: OrderedDict[str, None] = OrderedDict()
         self.retry_counts: dict[str, int] = {}
         self._acks: dict[str, asyncio.Future[Node]] = {}
         self._signal: SignalStore | None = None

@@ -16,6 +16,9 @@ from wahttp.wa.errors import WAError
 from wahttp.wa.jid import Jid
 from wahttp.wa.signal.errors import DuplicateMessage, SignalError
 
+# How many received message ids a client remembers (to ack a redelivery).
+RECENT_RECEIVED = 1000
+
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
 
@@ -59,7 +62,14 @@ async def on_message(client: Client, node: Node) -> None:
             event = _event(node, message, chat=chat, sender=sender, from_me=from_me, alt=alt)
             await client.emit(event, must_succeed=True)
         await decrypted.commit()
+        _remember(client, node.attr("id") or "")
     await client.send_node(_receipt(node, from_me) if message is not None else _ack(node))
+
+
+def _remember(client: Client, message_id: str) -> None:
+    client.recent_received[message_id] = None
+    while len(client.recent_received) > RECENT_RECEIVED:
+        client.recent_received.popitem(last=False)
 
 
 async def _decrypt(
@@ -73,8 +83,16 @@ async def _decrypt(
         try:
             decrypted = await e2e.decrypt_from(client.signal, sender, enc.attr("type") or "", data)
         except DuplicateMessage:
-            client.log.info("duplicate message %s ignored", node.attr("id"))
-            await client.send_node(_receipt(node, from_me))
+            if (node.attr("id") or "") in client.recent_received:
+                client.log.info("duplicate message %s ignored", node.attr("id"))
+                await client.send_node(_receipt(node, from_me))
+                return None
+            # Its ratchet key was used, but not for this message (a sender that encrypted
+            # twice with one state, e.g. libsignal-node when both sides start a session at
+            # once), or it came again after a restart: ask for it again rather than
+            # acknowledge what was never handed over (the service drops a repeated id).
+            client.log.warning("cannot decrypt %s: reused message key", node.attr("id"))
+            await retry.request_resend(client, node, sender, chat)
             return None
         except (SignalError, WAError) as exc:
             client.log.warning("cannot decrypt %s: %s", node.attr("id"), type(exc).__name__)
