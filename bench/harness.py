@@ -347,6 +347,17 @@ class Serve:
         data: dict[str, Any] = resp.json()
         return data
 
+    @contextlib.asynccontextmanager
+    async def closing(self) -> AsyncIterator[Serve]:
+        """Close the process afterwards; when the body fails, show the tail of its log first."""
+        try:
+            yield self
+        except BaseException:
+            log(f"serve log tail:\n{self.log_tail()}")
+            raise
+        finally:
+            await self.close()
+
     def log_tail(self, chars: int = 3000) -> str:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-chars:]

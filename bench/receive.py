@@ -79,13 +79,8 @@ async def scenario(
                 WAHTTP_WEBHOOK_SECRET=HOOK_SECRET,
                 **env,
             )
-            try:
+            async with serve.closing():
                 return await _measure(sim, serve, receiver, sessions, per_session)
-            except BaseException:
-                log(f"serve log tail:\n{serve.log_tail()}")
-                raise
-            finally:
-                await serve.close()
     finally:
         await receiver.stop()
 

@@ -62,7 +62,7 @@ async def wahttp_phase(
 ) -> dict[str, Any]:
     async with fresh_database() as dsn:
         serve = Serve.configure(sim, dsn, workdir, **env)
-        try:
+        async with serve.closing():
             await serve.start()
             ids = [f"s{i:03d}" for i in range(sessions)]
             await link_sessions(serve, sim, ids)
@@ -90,11 +90,6 @@ async def wahttp_phase(
                 "driver_cpu_share_of_one_core": round(b1.cpu_share(b0), 3),
                 "settings": serve.settings(),
             }
-        except BaseException:
-            log(f"serve log tail:\n{serve.log_tail()}")
-            raise
-        finally:
-            await serve.close()
 
 
 async def baileys_phase(

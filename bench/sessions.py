@@ -99,13 +99,8 @@ async def run_size(n: int, idle: float, probe: int, workdir: Path) -> dict[str, 
     try:
         async with fresh_database() as dsn:
             serve = Serve.configure(sim, dsn, workdir)
-            try:
+            async with serve.closing():
                 return await _measure(sim, serve, n, idle, probe)
-            except BaseException:
-                log(f"serve log tail:\n{serve.log_tail()}")
-                raise
-            finally:
-                await serve.close()
     finally:
         await sim.stop()
 
