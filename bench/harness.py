@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import psutil  # type: ignore[import-untyped]  # no stubs in the dev extras
+import psutil
 
 from wahttp import __version__
 
@@ -427,6 +427,23 @@ async def gather_all(coros: Iterable[Awaitable[Any]]) -> list[Any]:
         raise
 
 
+async def settle(
+    usage: Callable[[], Usage], *, share: float = 0.05, window: float = 1.0, timeout: float = 900
+) -> float:
+    """Wait until a process (`usage` samples it) uses under `share` of a core for `window`
+    seconds: its background work is done (the folder mirror writing the pre-keys of sessions
+    just linked: 812 files each). Returns the seconds waited."""
+    started = time.monotonic()
+    last = usage()
+    while time.monotonic() - started < timeout:
+        await asyncio.sleep(window)
+        now = usage()
+        if now.cpu_share(last) < share:
+            break
+        last = now
+    return round(time.monotonic() - started, 1)
+
+
 async def wait_quiet(max_load: float = 1.2, timeout: float = 900) -> float:
     """Wait (up to `timeout`) until the 1-minute load average is below `max_load`."""
     deadline = time.monotonic() + timeout
@@ -617,16 +634,18 @@ async def drive_sends(
 
 @contextlib.asynccontextmanager
 async def profiled(pid: int, name: str) -> AsyncIterator[None]:
-    """With WAHTTP_BENCH_PYSPY=<folder>, sample `pid` with py-spy while the block runs and write
-    <folder>/<name>.txt (collapsed stacks, with idle frames); otherwise do nothing."""
+    """With WAHTTP_BENCH_PYSPY=<folder>, sample `pid` with py-spy (a dev extra) while the
+    block runs and write <folder>/<name>.txt (collapsed stacks); otherwise do nothing."""
     folder = os.environ.get("WAHTTP_BENCH_PYSPY")
     if not folder:
         yield
         return
     os.makedirs(folder, exist_ok=True)
     out = Path(folder) / f"{name}.txt"
+    # The dev extras install py-spy beside this interpreter; the venv need not be on PATH.
+    beside = Path(sys.executable).with_name("py-spy")
     proc = await asyncio.create_subprocess_exec(
-        "py-spy",
+        str(beside) if beside.exists() else "py-spy",
         "record",
         "--pid",
         str(pid),

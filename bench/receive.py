@@ -39,6 +39,7 @@ from harness import (
     machine,
     print_targets,
     profiled,
+    settle,
     target,
     versions,
     wait_quiet,
@@ -91,6 +92,7 @@ async def _measure(
     await serve.start()
     ids = [f"r{i:03d}" for i in range(sessions)]
     linked = await link_sessions(serve, sim, ids)
+    await settle(serve.usage)  # the folder mirror writes the pre-keys behind
     friends = await sim.new_phones(sessions)
     pairs = [(f, linked[s]) for s, f in zip(ids, friends, strict=True)]
 

@@ -41,6 +41,7 @@ from harness import (
     machine,
     mib,
     print_targets,
+    settle,
     target,
     versions,
     wait_quiet,
@@ -118,6 +119,7 @@ async def _measure(sim: Sim, serve: Serve, n: int, idle: float, probe: int) -> d
     early = min(n, EARLY)
     await link_sessions(serve, sim, ids[:early])
     (friend,) = await sim.new_phones(1)
+    await settle(serve.usage)
     if probe and n > early:
         # The same probe with only `early` sessions open, in the same process and database:
         # compared with the probe at N below, it shows whether a message costs more when
@@ -127,7 +129,10 @@ async def _measure(sim: Sim, serve: Serve, n: int, idle: float, probe: int) -> d
     result["link_seconds"] = round(time.monotonic() - started, 1)
     log(f"N={n}: all open after {result['link_seconds']}s; idle {idle:.0f}s")
 
-    await asyncio.sleep(5)  # let the last logins' background work finish
+    # The last logins' background work, and the folder mirror writing behind the pre-keys of
+    # every linked session (812 files each), must be over before "idle" starts.
+    result["settle_seconds"] = await settle(serve.usage)
+    log(f"N={n}: settled after {result['settle_seconds']}s")
     before, sim_before = serve.usage(), Usage.of(sim.ps)
     await asyncio.sleep(idle)
     after, sim_after = serve.usage(), Usage.of(sim.ps)

@@ -1272,12 +1272,21 @@ def test_creds_from_json_raises_only_data_errors(creds: Any) -> None:
 @FUZZ
 @given(st.sampled_from(_NUMBER_PATHS), _HOSTILE_NUMBERS)
 def test_read_folder_hostile_numbers_in_creds(path: tuple[str | int, ...], value: object) -> None:
-    """Every number field of creds.json against every odd number (all 72 pairs)."""
+    """Every number field of creds.json against every odd number (all 72 pairs): refused as
+    data errors, or (a whole number written as 1e0 style) taken within the field's range, so a
+    later use (key ids as 3 bytes, the registration id as 4) cannot fail."""
     creds = js_json_loads(folder_files()["creds.json"].decode())
     _set_path(creds, path, value)
     text = json.dumps(creds, default=bytes_json)
     with contextlib.suppress(*CREDS_ERRORS):
-        Creds.from_json(js_json_loads(text))
+        parsed = Creds.from_json(js_json_loads(text))
+        parsed.registration_id.to_bytes(4, "big")
+        parsed.signed_pre_key.key_id.to_bytes(3, "big")
+        (parsed.next_pre_key_id - 1).to_bytes(3, "big")
+        (parsed.first_unuploaded_pre_key_id - 1).to_bytes(3, "big")
+        assert all(0 <= i.device_id <= 0xFF for i in parsed.signal_identities)
+        assert 0 <= parsed.account_sync_counter < 2**53
+        assert not isinstance(value, bool | str) and value is not None
     files: dict[str, bytes | None] = {**folder_files(), "creds.json": text.encode()}
     with folder(files) as tmp:
         state = _read_or_folder_error(tmp)

@@ -8,13 +8,14 @@ import argparse
 import base64
 import logging
 import os
-import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from dbtools import ORIGINAL_UPSERT
 from servicetools import Service, service_settings, wait_status
 from simtools import new_phone
@@ -27,8 +28,9 @@ from wahttp.server.store import PostgresAuthStore, SessionRepository, export_aut
 from wahttp.sim.runner import SimHandle
 from wahttp.wa.auth.bufferjson import b64decode, to_json
 from wahttp.wa.auth.creds import Creds, Me, new_creds
-from wahttp.wa.auth.multifile import FolderMirror, js_json_loads, read_folder
-from wahttp.wa.auth.sealing import Sealer, SealError, is_sealed
+from wahttp.wa.auth.mirror import FolderMirror
+from wahttp.wa.auth.multifile import js_json_loads, read_folder
+from wahttp.wa.auth.sealing import SEALS_PER_SUBKEY, SealContext, Sealer, SealError, is_sealed
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.crypto import KeyPair
 
@@ -165,17 +167,37 @@ async def test_no_clear_key_material_with_a_key(db: Database, tmp_path: Path) ->
     )
 
 
-async def test_sealed_writes_cost_the_same_however_many_keys(db: Database, tmp_path: Path) -> None:
+async def test_sealed_writes_cost_the_same_however_many_keys(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sealing work (AES-GCM seals, HKDF derivations) grows with the keys written, not with
+    the keys stored: a one-key write after 812 costs what a one-key write costs."""
+    counts: Counter[str] = Counter()
+    real_seal, real_derive = Sealer.seal, Sealer._derive
+
+    def seal(self: Sealer, plaintext: bytes, context: SealContext) -> dict[str, Any]:
+        counts["seal"] += 1
+        return real_seal(self, plaintext, context)
+
+    def derive(self: Sealer, kid: str, salt: bytes) -> AESGCM:
+        counts["derive"] += 1
+        return real_derive(self, kid, salt)
+
+    monkeypatch.setattr(Sealer, "seal", seal)
+    monkeypatch.setattr(Sealer, "_derive", derive)
     await new_session(db, "many")
     store = FolderMirror(PostgresAuthStore(db, "many", A), tmp_path / "many", sealer=A)
     keys = pre_keys(812)
-    started = time.monotonic()
     await store.set({"pre-key": dict(keys)})
-    assert time.monotonic() - started < 5
-    started = time.monotonic()
+    # Each key sealed once for the database and once for the folder; few derivations.
+    assert counts["seal"] == 2 * 812
+    assert counts["derive"] <= 2 * 812 // SEALS_PER_SUBKEY + 2
+    counts.clear()
     await store.set({"pre-key": {"813": keys["1"]}})
-    assert time.monotonic() - started < 1
+    assert counts["seal"] == 2 and counts["derive"] <= 1
+    counts.clear()
     assert await store.get("pre-key", list(keys)) == keys
+    assert counts["seal"] == 0 and counts["derive"] <= 2 * 812 // SEALS_PER_SUBKEY + 2
 
 
 async def test_clear_and_legacy_values_read_and_sealed_on_write(db: Database) -> None:

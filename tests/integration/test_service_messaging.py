@@ -16,8 +16,11 @@ from hooktools import Receiver
 from servicetools import Service, service_settings, wait_status
 from simtools import new_phone
 
+from wahttp.server.db import Database
+from wahttp.server.store import PostgresAuthStore
 from wahttp.server.webhooks import verify_signature
 from wahttp.sim.runner import SimHandle
+from wahttp.wa.auth.multifile import read_folder
 
 # The acceptance asks for a receiver that is down "for a minute"; CI may shorten it.
 OUTAGE_SECONDS = float(os.environ.get("WAHTTP_TEST_OUTAGE_SECONDS", "60"))
@@ -251,3 +254,38 @@ async def test_webhook_allow_and_deny_lists(
             assert allowed.status_code == 200
     finally:
         await svc.stop()
+
+
+async def test_the_auth_folder_matches_the_database_after_a_stop(
+    service: Service,
+    api: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    """The folder mirror writes behind; a graceful stop writes out whatever is still queued."""
+    number = await open_session(api, admin, "m", receiver.url)
+    friend = await new_phone(admin)
+    for i in range(5):
+        await admin.post(f"/phones/{friend}/messages", json={"to": number, "text": f"in {i}"})
+        resp = await api.post(
+            "/sessions/m/send-message", json={"to": f"+{friend}", "message": f"out {i}"}
+        )
+        assert resp.status_code == 200, resp.text
+
+    def inbound() -> int:
+        return sum(1 for r in receiver.delivered() if r.json()["type"] == "message")
+
+    await receiver.wait_for(lambda: inbound() >= 5, timeout=20)
+    await service.stop()
+
+    folder = read_folder(service.settings.auth_dir / "m")
+    assert service.settings.database_url
+    db = await Database.connect(service.settings.database_url)
+    try:
+        store = PostgresAuthStore(db, "m")
+        creds = await store.load_creds()
+        assert creds is not None and folder.creds.to_json() == creds.to_json()
+        assert folder.keys == await store.all_keys()
+    finally:
+        await db.close()
+    assert folder.keys["session"] and len(folder.keys["pre-key"]) > 10

@@ -7,7 +7,9 @@
 //   {"cmd": "read", "key": {remoteJid, id, fromMe, participant?}}  send a read receipt
 import { parseArgs } from 'node:util'
 import readline from 'node:readline'
-import { makeWASocket, useMultiFileAuthState, WA_CERT_DETAILS, DisconnectReason } from 'baileys'
+import {
+  makeWASocket, useMultiFileAuthState, WA_CERT_DETAILS, DisconnectReason, generateMessageIDV2,
+} from 'baileys'
 import pino from 'pino'
 
 const { values: args } = parseArgs({
@@ -32,7 +34,8 @@ const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' }, pino.destina
 
 let sock = null
 // What a Baileys app keeps for getMessage: the messages it sent, so that it can encrypt one
-// again when a recipient asks for it with a retry receipt.
+// again when a recipient asks for it with a retry receipt. Each is entered (as a promise) under
+// its id before it is sent: a retry receipt can come back before sendMessage() has returned.
 const sentMessages = new Map()
 let stopping = false
 let reconnectTimer = null
@@ -71,6 +74,12 @@ async function start () {
     markOnlineOnConnect: false,
     syncFullHistory: false,
     getMessage: async (key) => sentMessages.get(key.id),
+    // Baileys counts each resend twice against this limit: the default 5 allows two resends.
+    // Under traffic both ways at once libsignal-node can lose a session update (it then reuses
+    // a message key) or corrupt its open session while trying it on a message of another one;
+    // each time the answer to our retry receipt is a resend on a fresh session, and a run of bad
+    // luck may need more than two. 10 allows five, as many as we ask for (retry.MAX_RETRIES).
+    maxMsgRetryCount: 10,
   })
   sock = current
   setState('connecting')
@@ -143,9 +152,17 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   try { cmd = JSON.parse(line) } catch { emit({ event: 'error', where: 'stdin', message: 'bad json' }); return }
   if (cmd.cmd === 'send') {
     try {
-      const sent = await sock.sendMessage(cmd.to, { text: cmd.text })
-      sentMessages.set(sent.key.id, sent.message)
-      emit({ event: 'sent', ref: cmd.ref ?? null, id: sent.key.id })
+      const messageId = generateMessageIDV2(sock.user?.id)
+      let settle
+      sentMessages.set(messageId, new Promise((resolve) => { settle = resolve }))
+      try {
+        const sent = await sock.sendMessage(cmd.to, { text: cmd.text }, { messageId })
+        settle(sent.message)
+        emit({ event: 'sent', ref: cmd.ref ?? null, id: sent.key.id })
+      } catch (err) {
+        settle(undefined)
+        throw err
+      }
     } catch (err) {
       emit({ event: 'send-error', ref: cmd.ref ?? null, message: String(err) })
     }

@@ -26,11 +26,14 @@ from wahttp.server.sessions import SessionManager, StoreFactory
 from wahttp.server.settings import Settings
 from wahttp.server.store import PostgresAuthStore, SessionRepository
 from wahttp.server.webhooks import Webhooks
-from wahttp.wa.auth.multifile import FolderMirror
+from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.sealing import Sealer
 from wahttp.wa.auth.store import AuthStore
 
 log = logging.getLogger(__name__)
+
+# How long the folder mirror gathers a session's changes before writing them (see mirror.py).
+MIRROR_BATCH_DELAY = 0.25
 
 
 async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> Database:
@@ -50,7 +53,14 @@ def store_factory(db: Database, settings: Settings, sealer: Sealer | None = None
         store: AuthStore = PostgresAuthStore(db, session_id, sealer)
         if settings.auth_mirror:
             folder = settings.auth_dir / session_id
-            store = FolderMirror(store, folder, sealer=sealer, session_id=session_id)
+            store = FolderMirror(
+                store,
+                folder,
+                sealer=sealer,
+                session_id=session_id,
+                write_behind=True,
+                batch_delay=MIRROR_BATCH_DELAY,
+            )
         return store
 
     return make

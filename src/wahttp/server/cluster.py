@@ -182,6 +182,7 @@ class Cluster:
                 self.ttl,
             )
         except BaseException:
+            conn.terminate()  # it may hold a lock: never hand it back to the pool
             await self.db.pool.release(conn)
             raise
         self._lock_conn, self._lock_key = conn, key

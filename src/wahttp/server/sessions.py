@@ -19,6 +19,8 @@ from pathlib import Path
 
 from wahttp.server.events import ServiceEvents
 from wahttp.server.state import SessionState
+from wahttp.wa.auth.mirror import FolderMirror
+from wahttp.wa.auth.multifile import AuthFolderError
 from wahttp.wa.auth.sealing import SealError
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.client import (
@@ -212,6 +214,15 @@ class ManagedSession:
                 await self._task
         if self.state not in (SessionState.LOGGED_OUT,):
             await self.set_state(SessionState.STOPPED)
+        await self.flush_folder()
+
+    async def flush_folder(self) -> None:
+        """Write out what the auth folder mirror still has queued (see mirror.py)."""
+        if isinstance(self.store, FolderMirror):
+            try:
+                await self.store.flush()
+            except AuthFolderError as exc:
+                self.log.error("auth folder left behind the database: %s", exc)
 
     async def wait_registering(self, timeout: float) -> None:
         """Until a registration stream is open (QR shown); starts the session if needed."""
@@ -311,6 +322,8 @@ class SessionManager:
         session = self.sessions.pop(session_id, None)
         if session is not None:
             await (session.logout() if logout else session.stop())
+            if isinstance(session.store, FolderMirror):
+                await session.store.discard()
         self.remove_folder(session_id)
 
     async def release(self, session_id: str) -> None:

@@ -647,8 +647,12 @@ class Webhooks:
         if conn is not None:
             stored = await enqueue(conn, event, await self.targets(conn, session_id))
         else:
-            async with self._db.acquire() as own, own.transaction():
-                stored = await enqueue(own, event, await self.targets(own, session_id))
+            async with self._db.acquire() as own:
+                targets = await self.targets(own, session_id)
+                if not targets:
+                    return None  # no webhook: one query, no transaction
+                async with own.transaction():
+                    stored = await enqueue(own, event, targets)
         if not stored:
             return None
         self._wake.set()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+from typing import Any
 
 import pytest
 
-from wahttp.wa.auth import Me, new_creds
+from wahttp.wa.auth import Me, MemoryAuthStore, new_creds
 from wahttp.wa.binary import Node
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY
+from wahttp.wa.client.client import Client
 from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
 from wahttp.wa.client.ib import ack_for
 from wahttp.wa.client.payload import login_payload, payload_for, registration_payload
+from wahttp.wa.client.prekeys import generate
 from wahttp.wa.client.stream import stream_error_code
 from wahttp.wa.proto import client_payload_pb2 as cp
 
@@ -94,3 +98,27 @@ def test_acks_echo_the_stanza() -> None:
             "type": "w:gp2",
         },
     )
+
+
+class SlowStore(MemoryAuthStore):
+    """Writes take a moment, as a database's do."""
+
+    async def set(self, changes: dict[str, dict[str, Any]]) -> None:
+        await asyncio.sleep(0.001)
+        await super().set(changes)
+
+
+async def test_pre_keys_made_at_the_same_time_get_their_own_ids() -> None:
+    store = SlowStore()
+    client = Client(store, ClientConfig(), session_id="t")
+    await client.load_creds()
+    first = client.creds.next_pre_key_id
+    made = await asyncio.gather(generate(client, 1), generate(client, 3), generate(client, 1))
+    ids = [key_id for keys in made for key_id in keys]
+    assert sorted(ids) == list(range(first, first + 5))
+    stored = await store.get("pre-key", [str(i) for i in ids])
+    for keys in made:
+        for key_id, pair in keys.items():
+            assert stored[str(key_id)]["public"] == pair.public
+    saved = await store.load_creds()
+    assert saved is not None and saved.next_pre_key_id == first + 5

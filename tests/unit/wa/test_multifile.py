@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from wahttp.wa.auth import Creds, Me, MemoryAuthStore, SignalIdentity, new_creds
 from wahttp.wa.auth.bufferjson import b64encode
 from wahttp.wa.auth.filenames import file_key_id
+from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.multifile import (
     MAX_FILE_SIZE,
     AuthFolderError,
-    FolderMirror,
     SkippedFile,
     export_folder,
     import_folder,

@@ -12,9 +12,9 @@ import pytest
 
 from wahttp.wa.auth import sealing
 from wahttp.wa.auth.creds import new_creds
+from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.multifile import (
     AuthFolderError,
-    FolderMirror,
     export_folder,
     import_folder,
     js_json_loads,

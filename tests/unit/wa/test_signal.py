@@ -43,6 +43,8 @@ from wahttp.wa.signal import (
     parse_prekey_message,
     remote_identity,
 )
+from wahttp.wa.signal.messages import parse_whisper
+from wahttp.wa.signal.ratchet import step_ratchet
 
 VECTORS_FILE = Path(__file__).with_name("signal_vectors.json")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -667,3 +669,29 @@ def test_a_settled_session_gives_way_to_a_new_pkmsg(pair: tuple[Device, Device])
     assert kind == "pkmsg" and alice.receive(fresh, kind, data) == b"after reinstall"
     kind, data = alice.send(fresh, b"welcome back")
     assert fresh.receive(alice, kind, data) == b"welcome back"
+
+
+def test_a_sender_whose_state_went_back_in_time_is_still_read(pair: tuple[Device, Device]) -> None:
+    """libsignal-node under a racing store: alice loses the write of a sent message, so her
+    next ratchet step carries previous counter -1 (0xFFFFFFFF) for a chain bob has read from."""
+    alice, bob = _answered(pair)
+    before = SessionRecord.from_json(alice.records["bob"].to_json())
+    assert bob.receive(alice, *alice.send(bob, b"lost write")) == b"lost write"
+    alice.records["bob"] = before  # alice's chain is unused again (counter -1)
+    assert alice.receive(bob, *bob.send(alice, b"reply")) == b"reply"
+    kind, data = alice.send(bob, b"after")
+    assert parse_whisper(data).previous_counter == 0xFFFFFFFF  # as libsignal-node writes it
+    assert bob.receive(alice, kind, data) == b"after"
+    assert alice.receive(bob, *bob.send(alice, b"and on")) == b"and on"
+
+
+def test_a_previous_counter_far_ahead_closes_the_chain_without_filling_it(
+    pair: tuple[Device, Device],
+) -> None:
+    alice, bob = _answered(pair)
+    bob.receive(alice, *alice.send(bob, b"one"))
+    entry = bob.records["alice"].open_entry()
+    assert entry is not None
+    last = entry.last_remote_ratchet
+    step_ratchet(entry, KeyPair.generate().public, 50_000, KeyPair.generate())
+    assert entry.chains[last].key is None and not entry.chains[last].message_keys

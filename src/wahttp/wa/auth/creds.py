@@ -49,6 +49,13 @@ class SignalIdentity:
     key: bytes  # 33-byte libsignal form
 
 
+# Ranges of creds.json numbers: key ids travel as 3 bytes, registration ids as 4, a device is
+# one byte of an AD-JID; a counter must stay a safe JavaScript integer for Baileys.
+MAX_KEY_ID = 0xFFFFFF
+MAX_UINT32 = 0xFFFFFFFF
+MAX_DEVICE = 0xFF
+MAX_SAFE_INT = 2**53 - 1
+
 # creds.json keys this class models; anything else is kept verbatim in `extra`.
 _KNOWN = {
     "noiseKey", "pairingEphemeralKeyPair", "signedIdentityKey", "signedPreKey", "registrationId",
@@ -141,13 +148,17 @@ class Creds:
             pairing_ephemeral_key=_pair_from(data["pairingEphemeralKeyPair"]),
             signed_identity_key=_pair_from(data["signedIdentityKey"]),
             signed_pre_key=SignedPreKey(
-                _pair_from(spk["keyPair"]), _bytes(spk["signature"]), _int(spk["keyId"])
+                _pair_from(spk["keyPair"]),
+                _bytes(spk["signature"]),
+                _int(spk["keyId"], MAX_KEY_ID),
             ),
-            registration_id=_int(data["registrationId"]),
+            registration_id=_int(data["registrationId"], MAX_UINT32),
             adv_secret_key=str(data["advSecretKey"]),
-            next_pre_key_id=_int(data.get("nextPreKeyId", 1)),
-            first_unuploaded_pre_key_id=_int(data.get("firstUnuploadedPreKeyId", 1)),
-            account_sync_counter=_int(data.get("accountSyncCounter", 0)),
+            next_pre_key_id=_int(data.get("nextPreKeyId", 1), MAX_KEY_ID + 1, 1),
+            first_unuploaded_pre_key_id=_int(
+                data.get("firstUnuploadedPreKeyId", 1), MAX_KEY_ID + 1, 1
+            ),
+            account_sync_counter=_int(data.get("accountSyncCounter", 0), MAX_SAFE_INT),
             registered=bool(data.get("registered", False)),
             pairing_code=data.get("pairingCode"),
             me=Me(str(me["id"]), me.get("lid"), me.get("name")) if me else None,
@@ -155,7 +166,7 @@ class Creds:
             signal_identities=[
                 SignalIdentity(
                     str(s["identifier"]["name"]),
-                    _int(s["identifier"].get("deviceId", 0)),
+                    _int(s["identifier"].get("deviceId", 0), MAX_DEVICE),
                     _bytes(s["identifierKey"]),
                 )
                 for s in data.get("signalIdentities") or []
@@ -198,12 +209,21 @@ def _pair_from(data: dict[str, Any]) -> KeyPair:
     return pair
 
 
-def _int(value: Any) -> int:
-    """int(value), with a number beyond the double range (JSON 1e400 reads as inf) a ValueError."""
-    try:
-        return int(value)
-    except OverflowError as exc:
-        raise ValueError(f"not a finite number: {value!r}") from exc
+def _int(value: object, high: int, low: int = 0) -> int:
+    """A whole number in [low, high] as JSON gives it (an int, or a float with no fraction):
+    TypeError for anything else (bools and numeric strings too), ValueError out of range (a
+    number beyond the double range, JSON 1e400, reads as inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"not a whole number: {value!r}")
+        number = int(value)
+    else:
+        number = value
+    if not low <= number <= high:
+        raise ValueError(f"out of range [{low}, {high}]: {number}")
+    return number
 
 
 def _bytes(value: object) -> bytes:

@@ -39,13 +39,12 @@ from wahttp.wa.auth.filenames import (
     split_file_name,
 )
 from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, open_sealed
-from wahttp.wa.auth.store import AuthStore, KeyValue
+from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.errors import StoreError
 
 __all__ = [
     "MAX_FILE_SIZE",
     "AuthFolderError",
-    "FolderMirror",
     "FolderState",
     "SkippedFile",
     "export_folder",
@@ -570,22 +569,27 @@ def write_folder(
     _apply(path, planned, prune=prune)
 
 
-def _apply(path: Path, planned: Sequence[_Planned], *, prune: bool = False) -> None:
+def _apply(
+    path: Path, planned: Sequence[_Planned], *, prune: bool = False, durable: bool = True
+) -> None:
+    """Write (or delete) files atomically; `durable=False` skips the fsyncs (a file is then
+    complete or absent after a process crash, but may be empty after an OS crash)."""
     with _folder_fd(path, create=True) as dir_fd:
         for name, data in planned:
             if data is None:
                 _unlink(path, dir_fd, name)
             else:
-                _write_atomic(path, dir_fd, name, data)
+                _write_atomic(path, dir_fd, name, data, durable=durable)
         if prune:
             keep = {name for name, data in planned if data is not None}
             for name in _auth_file_names(path, dir_fd):
                 if name not in keep:
                     _unlink(path, dir_fd, name)
-        _fsync_dir(path, dir_fd)
+        if durable:
+            _fsync_dir(path, dir_fd)
 
 
-def _write_atomic(path: Path, dir_fd: int, name: str, data: bytes) -> None:
+def _write_atomic(path: Path, dir_fd: int, name: str, data: bytes, *, durable: bool) -> None:
     tmp = f"{_TMP_PREFIX}{secrets.token_hex(8)}{_TMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -595,7 +599,8 @@ def _write_atomic(path: Path, dir_fd: int, name: str, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -650,64 +655,6 @@ def _holds_auth_state(path: Path) -> bool:
 # --- stores -----------------------------------------------------------------------------------
 
 
-class FolderMirror:
-    """An AuthStore that delegates to `inner` and keeps a Baileys folder in step with it.
-
-    Every save_creds/set/clear goes to `inner` first, then to the folder (file I/O in a thread).
-    Changes are validated and encoded before `inner` sees them, so a key the folder cannot hold
-    is refused up front; a folder I/O failure after `inner` succeeded raises AuthFolderError.
-    Mutations are serialized so the folder sees them in the order `inner` did. With `sealer`
-    the files are sealed (as files of `session_id`, default the folder's name): the folder is
-    then a backup that `read_folder` opens with the key, not a folder Baileys can load.
-    """
-
-    def __init__(
-        self,
-        inner: AuthStore,
-        path: Path,
-        *,
-        sealer: Sealer | None = None,
-        session_id: str | None = None,
-    ) -> None:
-        self.inner = inner
-        self.path = path
-        self.sealer = sealer
-        self.session_id = folder_session_id(path) if session_id is None else session_id
-        self._lock = asyncio.Lock()
-
-    async def load_creds(self) -> Creds | None:
-        return await self.inner.load_creds()
-
-    async def save_creds(self, creds: Creds) -> None:
-        data = _encode(creds.to_json(), self.sealer, SealContext(self.session_id))
-        planned: list[_Planned] = [(CREDS_FILE, data)]
-        async with self._lock:
-            await self.inner.save_creds(creds)
-            await asyncio.to_thread(_apply, self.path, planned)
-
-    async def get(self, category: str, ids: list[str]) -> dict[str, KeyValue]:
-        # Keys live under their file-name ids (see filenames.py); callers use Baileys' ids.
-        by_file = {file_key_id(i): i for i in ids}
-        found = await self.inner.get(category, list(by_file))
-        return {by_file[k]: v for k, v in found.items() if k in by_file}
-
-    async def set(self, changes: dict[str, dict[str, KeyValue | None]]) -> None:
-        changes = {c: {file_key_id(k): v for k, v in vals.items()} for c, vals in changes.items()}
-        planned = _plan_keys(changes, self.sealer, self.session_id)
-        async with self._lock:
-            await self.inner.set(changes)
-            if planned:
-                await asyncio.to_thread(_apply, self.path, planned)
-
-    async def clear(self) -> None:
-        async with self._lock:
-            await self.inner.clear()
-            await asyncio.to_thread(_clear, self.path)
-
-    async def all_keys(self) -> dict[str, dict[str, KeyValue]]:
-        return await self.inner.all_keys()
-
-
 async def import_folder(
     path: Path, store: AuthStore, *, sealer: Sealer | None = None, session_id: str | None = None
 ) -> FolderState:
@@ -736,7 +683,7 @@ async def export_folder(
     A folder that already
     holds auth files is refused (AuthFolderError) unless `replace`, which then also deletes the
     auth files that are not part of the export. With `sealer` the files are sealed (a backup
-    or a mirror, see FolderMirror); without, they hold the secrets in clear, as Baileys needs.
+    or a mirror, see mirror.py); without, they hold the secrets in clear, as Baileys needs.
     """
     creds = await store.load_creds()
     if creds is None:

@@ -7,14 +7,16 @@ ciphertext that depends on it leaves, so a crash never desynchronises a session.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from wahttp.wa.auth.signal_store import SignalStore
 from wahttp.wa.auth.store import AuthStore
-from wahttp.wa.jid import Jid
+from wahttp.wa.jid import LID, S_WHATSAPP_NET, Jid
 from wahttp.wa.signal import (
     PreKeyBundle,
+    SessionRecord,
     build_session,
     decrypt_message,
     decrypt_prekey_message,
@@ -26,6 +28,62 @@ from wahttp.wa.signal.errors import NoSession
 
 log = logging.getLogger(__name__)
 EncType = Literal["pkmsg", "msg"]
+
+
+async def addresses(
+    ss: SignalStore,
+    devices: Iterable[Jid],
+    known: Mapping[str, str] | None = None,
+    learn: Callable[[str, str], None] | None = None,
+) -> dict[Jid, str]:
+    """The session address of each device (as `SignalStore.address`), from one read of the
+    PN -> LID mappings of all their users instead of one read per device. `known` holds
+    mappings already read (PN user -> LID user), which are not read again; `learn` is told
+    each mapping that was read."""
+    devices = list(devices)
+    known = known or {}
+    pn_users = {d.user for d in devices if d.server == S_WHATSAPP_NET}
+    lids: dict[str, Any] = {u: known[u] for u in pn_users if u in known}
+    unknown = sorted(pn_users - lids.keys())
+    if unknown:
+        for user, lid in (await ss.store.get("lid-mapping", unknown)).items():
+            if isinstance(lid, str):
+                lids[user] = lid
+                if learn is not None:
+                    learn(user, lid)
+    found: dict[Jid, str] = {}
+    for device in devices:
+        lid = lids.get(device.user) if device.server == S_WHATSAPP_NET else None
+        jid = Jid(lid, LID, device.device) if isinstance(lid, str) else device
+        found[device] = jid.signal_address()
+    return found
+
+
+async def load_sessions(ss: SignalStore, addresses: Iterable[str]) -> dict[str, SessionRecord]:
+    """The stored session records of these addresses (one read); absent ones are left out."""
+    found = await ss.store.get("session", sorted(set(addresses)))
+    return {a: SessionRecord.from_json(v) for a, v in found.items() if isinstance(v, dict)}
+
+
+async def encrypt_many(
+    ss: SignalStore,
+    records: Mapping[str, SessionRecord],
+    items: Sequence[tuple[str, bytes]],
+) -> list[tuple[EncType, bytes]]:
+    """Encrypt each (address, plaintext) with the loaded `records`, then save every changed
+    record in one atomic write before any ciphertext is returned (so before it can leave).
+    An address without an open session raises NoSession and nothing is saved."""
+    out: list[tuple[EncType, bytes]] = []
+    changed: dict[str, Any] = {}
+    for address, plaintext in items:
+        record = records.get(address)
+        if record is None or not has_open_session(record):
+            raise NoSession(f"no session with {address}")
+        out.append(encrypt(record, ss.identity_key(), ss.creds.registration_id, plaintext))
+        changed[address] = record
+    if changed:
+        await ss.store.set({"session": {a: r.to_json() for a, r in changed.items()}})
+    return out
 
 
 async def encrypt_for(ss: SignalStore, device: Jid, plaintext: bytes) -> tuple[EncType, bytes]:
@@ -63,8 +121,11 @@ class Decrypted:
         await self.store.set(self.changes)  # one atomic write: session, identity, used pre-key
 
 
-async def decrypt_from(ss: SignalStore, sender: Jid, kind: str, data: bytes) -> Decrypted:
-    address = await ss.address(sender)
+async def decrypt_from(
+    ss: SignalStore, sender: Jid, kind: str, data: bytes, address: str | None = None
+) -> Decrypted:
+    """Decrypt without saving (see Decrypted); `address` spares the lookup when known."""
+    address = address or await ss.address(sender)
     record = await ss.load_session(address)
     if kind == "pkmsg":
         header = parse_prekey_message(data)

@@ -17,10 +17,13 @@ if TYPE_CHECKING:
 async def on_success(client: Client, node: Node) -> None:
     creds = client.creds
     lid = node.attr("lid")
+    changed = not creds.registered
     if creds.me is not None and lid and creds.me.lid != lid:
         creds.me.lid = lid
+        changed = True
     creds.registered = True
-    await client.save_creds()
+    if changed:  # an unchanged login (every restart of every session) writes nothing
+        await client.save_creds()
     # The rest waits for server answers, which arrive through this same reader: run it aside.
     client.spawn(_finish_login(client), "wa-login")
 

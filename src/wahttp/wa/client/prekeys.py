@@ -34,14 +34,18 @@ async def upload_if_needed(client: Client) -> None:
 
 
 async def generate(client: Client, count: int) -> dict[int, KeyPair]:
-    """New pre-keys, stored and counted in creds before anyone can see them."""
+    """New pre-keys, stored and counted in creds before anyone can see them.
+
+    The ids are taken before the first await: a retry receipt's key and an upload made at the
+    same time must not get the same id (the later write would replace the key the first one
+    handed out, and the peer's pkmsg built on it would fail its MAC)."""
     creds = client.creds
     first = creds.next_pre_key_id
+    creds.next_pre_key_id = first + count
     keys = {first + i: KeyPair.generate() for i in range(count)}
     await client.store.set(
         {CATEGORY: {str(k): {"private": v.private, "public": v.public} for k, v in keys.items()}}
     )
-    creds.next_pre_key_id = first + count
     await client.save_creds()
     return keys
 

@@ -22,7 +22,9 @@ async def on_receipt(client: Client, node: Node) -> None:
     kind = node.attr("type") or ""
     try:
         if kind == "retry":
-            await retry.on_retry_receipt(client, node)
+            # Answering may fetch a bundle from the server, whose answer this reader task
+            # must be free to read: run it aside.
+            client.spawn(retry.on_retry_receipt(client, node), "wa-retry")
         elif kind in STATUS_BY_TYPE:
             ids = [node.attr("id") or ""]
             listing = node.child("list")

@@ -13,7 +13,7 @@ from wahttp.wa.binary import Node
 from wahttp.wa.client import e2e, messages, retry
 from wahttp.wa.client.events import MessageReceived
 from wahttp.wa.errors import WAError
-from wahttp.wa.jid import Jid
+from wahttp.wa.jid import LID, Jid
 from wahttp.wa.signal.errors import DuplicateMessage, SignalError
 
 # How many received message ids a client remembers (to ack a redelivery).
@@ -45,16 +45,19 @@ async def on_message(client: Client, node: Node) -> None:
         return
     chat, sender, from_me = addressing
     alt = node.attr("sender_lid") or node.attr("participant_lid") or node.attr("sender_pn")
+    address = None
     if alt and sender.is_pn():
         # Learn the sender's LID before decrypting, and move PN-addressed sessions over, so
         # one device's session never splits across two addresses (Baileys does the same).
         lid = Jid.parse(alt)
-        if lid.is_lid() and await client.signal.store_lid_mapping(lid.user, sender.user):
-            await client.signal.migrate_sessions(sender.user, lid.user, [sender.device or 0])
+        if lid.is_lid():
+            await client.learn_lid(sender.user, lid.user, [sender.device or 0])
+            # The session address follows the mapping just checked: no second lookup.
+            address = Jid(lid.user, LID, sender.device).signal_address()
     # Decrypt, hand over, and only then save the ratchet: if the hand-over fails or we crash,
     # nothing is saved, no receipt goes out, and the redelivered message still decrypts.
     async with client.e2e_lock:
-        outcome = await _decrypt(client, node, sender, chat, from_me)
+        outcome = await _decrypt(client, node, sender, chat, from_me, address=address)
         if outcome is None:
             return
         decrypted, message = outcome
@@ -73,7 +76,7 @@ def _remember(client: Client, message_id: str) -> None:
 
 
 async def _decrypt(
-    client: Client, node: Node, sender: Jid, chat: Jid, from_me: bool
+    client: Client, node: Node, sender: Jid, chat: Jid, from_me: bool, *, address: str | None
 ) -> tuple[e2e.Decrypted, messages.Message | None] | None:
     """The first decryptable <enc> of a stanza; None when the stanza was answered already."""
     for enc in node.children("enc"):
@@ -81,7 +84,9 @@ async def _decrypt(
         if data is None:
             continue
         try:
-            decrypted = await e2e.decrypt_from(client.signal, sender, enc.attr("type") or "", data)
+            decrypted = await e2e.decrypt_from(
+                client.signal, sender, enc.attr("type") or "", data, address
+            )
         except DuplicateMessage:
             if (node.attr("id") or "") in client.recent_received:
                 client.log.info("duplicate message %s ignored", node.attr("id"))
@@ -95,7 +100,13 @@ async def _decrypt(
             await retry.request_resend(client, node, sender, chat)
             return None
         except (SignalError, WAError) as exc:
-            client.log.warning("cannot decrypt %s: %s", node.attr("id"), type(exc).__name__)
+            client.log.warning(
+                "cannot decrypt %s (%s): %s: %s",
+                node.attr("id"),
+                enc.attr("type"),
+                type(exc).__name__,
+                exc,
+            )
             await retry.request_resend(client, node, sender, chat)
             return None
         try:

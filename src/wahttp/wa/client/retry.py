@@ -88,7 +88,7 @@ async def on_retry_receipt(client: Client, node: Node) -> None:
     elif count >= 2:
         async with client.e2e_lock:
             await client.signal.forget_identity(await client.signal.address(device))
-            await send.ensure_sessions(client, [device])
+        await send.ensure_sessions(client, [device])  # a bundle query: not under the lock
     for message_id in [node.attr("id") or "", *_listed_ids(node)]:
         await send.resend_to(client, device, message_id, count)
 

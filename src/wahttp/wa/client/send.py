@@ -15,6 +15,7 @@ from wahttp.wa.binary import Node
 from wahttp.wa.client import e2e, messages, prekeys, usync
 from wahttp.wa.errors import WAError
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
+from wahttp.wa.signal import SessionRecord
 
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
@@ -44,38 +45,83 @@ def device_identity(client: Client) -> Node:
     return Node("device-identity", {}, account.SerializeToString())
 
 
-async def ensure_sessions(client: Client, devices: list[Jid]) -> None:
-    """Build sessions (X3DH) for devices we have none with, from one bundle fetch."""
+async def ensure_sessions(
+    client: Client, devices: list[Jid], addresses: dict[Jid, str] | None = None
+) -> dict[str, SessionRecord]:
+    """Build sessions (X3DH) for devices we have none with, from one bundle fetch; returns the
+    session records of every device that has one now, by address. It queries the server: do
+    not call it from the reader task, nor with the e2e lock held."""
     ss = client.signal
-    addresses = {await ss.address(d): d for d in devices}
-    have = await ss.has_sessions(list(addresses))
-    missing = [d for a, d in addresses.items() if a not in have]
+    if addresses is None:
+        addresses = await e2e.addresses(ss, devices, client.known_lids, client.remember_lid)
+    records = await e2e.load_sessions(ss, addresses.values())
+    missing = [d for d in devices if addresses[d] not in records]
     if not missing:
-        return
+        return records
     bundles = await prekeys.fetch_bundles(client, missing)
     for device in missing:
         bundle = bundles.get(str(device))
         if bundle is not None:
             await e2e.start_session(ss, device, bundle)
+    records.update(await e2e.load_sessions(ss, [addresses[d] for d in missing]))
+    return records
 
 
 async def _encrypt_all(
-    client: Client, chat: Jid, devices: list[Jid], message: messages.Message
+    client: Client,
+    chat: Jid,
+    devices: list[Jid],
+    message: messages.Message,
+    *,
+    addresses: dict[Jid, str],
+    records: dict[str, SessionRecord],
 ) -> tuple[list[Node], bool]:
+    """One <to><enc/></to> per device we have a session with (in `records`, loaded under the
+    e2e lock); every ratchet step is saved in one write before this returns."""
     me = client.me
     plain = messages.pad(message.SerializeToString())
     own = messages.pad(messages.device_sent(str(chat), message).SerializeToString())
+    # Devices we could get no bundle for (e.g. one that just left) are skipped.
+    reachable = [d for d in devices if addresses[d] in records]
+    items = [(addresses[d], own if d.user == me.user else plain) for d in reachable]
+    encrypted = await e2e.encrypt_many(client.signal, records, items)
     nodes, any_pkmsg = [], False
-    have = await client.signal.has_sessions([await client.signal.address(d) for d in devices])
-    for device in devices:
-        if await client.signal.address(device) not in have:
-            continue  # no bundle could be had for it (e.g. a device that just left)
-        payload = own if device.user == me.user else plain
-        kind, ciphertext = await e2e.encrypt_for(client.signal, device, payload)
+    for device, (kind, ciphertext) in zip(reachable, encrypted, strict=True):
         any_pkmsg |= kind == "pkmsg"
         enc = Node("enc", {"v": "2", "type": kind}, ciphertext)
         nodes.append(Node("to", {"jid": str(device)}, [enc]))
     return nodes, any_pkmsg
+
+
+async def _encrypt_for_devices(
+    client: Client, chat: Jid, devices: list[Jid], message: messages.Message
+) -> tuple[list[Node], bool]:
+    """Encrypt for every device, building missing sessions from fetched bundles.
+
+    The e2e lock is never held while waiting for the server: the reader task takes it for
+    every incoming message, so a holder waiting for an answer only the reader can deliver
+    would stall both until the query timed out. Store calls when every session exists: one
+    read of the sessions and one write."""
+    ss = client.signal
+    addresses = await e2e.addresses(ss, devices, client.known_lids, client.remember_lid)
+    async with client.e2e_lock:
+        records = await e2e.load_sessions(ss, addresses.values())
+        missing = [d for d in devices if addresses[d] not in records]
+        if not missing:
+            return await _encrypt_all(
+                client, chat, devices, message, addresses=addresses, records=records
+            )
+    bundles = await prekeys.fetch_bundles(client, missing)
+    async with client.e2e_lock:
+        records = await e2e.load_sessions(ss, addresses.values())  # may have changed meanwhile
+        for device in devices:
+            bundle = bundles.get(str(device))
+            if addresses[device] not in records and bundle is not None:
+                await e2e.start_session(ss, device, bundle)
+        records = await e2e.load_sessions(ss, addresses.values())
+        return await _encrypt_all(
+            client, chat, devices, message, addresses=addresses, records=records
+        )
 
 
 async def send_message(
@@ -84,13 +130,11 @@ async def send_message(
     me = client.me
     chat = chat.to_non_ad()
     message_id = message_id or messages.new_message_id()
-    async with client.e2e_lock:
-        users = await usync.fetch_devices(client, [chat, Jid(me.user, S_WHATSAPP_NET)])
-        devices = [
-            d for d in usync.device_jids(users) if not (d.user == me.user and d.device == me.device)
-        ]
-        await ensure_sessions(client, devices)
-        participants, any_pkmsg = await _encrypt_all(client, chat, devices, message)
+    users = await usync.fetch_devices(client, [chat, Jid(me.user, S_WHATSAPP_NET)])
+    devices = [
+        d for d in usync.device_jids(users) if not (d.user == me.user and d.device == me.device)
+    ]
+    participants, any_pkmsg = await _encrypt_for_devices(client, chat, devices, message)
     if not participants:
         raise SendError(f"{chat} has no reachable device")
     content = [Node("participants", {}, participants)]

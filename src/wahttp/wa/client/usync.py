@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 # How long a fetched device list is trusted before asking again (devices notifications
 # invalidate it sooner).
 DEVICE_TTL = 300.0
+# Device lists kept in memory per client (the most recently fetched users); older ones are
+# fetched again when needed.
+DEVICE_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,30 +67,42 @@ def parse_usync(result: Node) -> list[UserDevices]:
 
 
 async def fetch_devices(client: Client, users: list[Jid]) -> dict[str, list[int]]:
-    """Device ids per user (PN user string), from cache when fresh, else from the server."""
+    """Device ids per user (PN user string): fresh ones from memory, the rest from the server
+    (then saved in the store too, in Baileys' layout)."""
     ss = client.signal
     now = time.monotonic()
     wanted = {u.user: u for u in users}
-    cached = await ss.device_lists(list(wanted))
-    fresh = {u: d for u, d in cached.items() if now - client.device_fetched.get(u, 0) < DEVICE_TTL}
+    fresh: dict[str, list[int]] = {}
+    for user in wanted:
+        cached = client.device_cache.get(user)
+        if cached is not None and now - cached[0] < DEVICE_TTL:
+            fresh[user] = cached[1]
     missing = [wanted[u] for u in wanted if u not in fresh]
     if missing:
         result = await client.query(usync_query(client, missing))
         fetched: dict[str, list[int]] = {}
         for entry in parse_usync(result):
             fetched[entry.user.user] = entry.devices
-            client.device_fetched[entry.user.user] = now
+            _remember(client, entry.user.user, now, entry.devices)
             if entry.lid:
                 lid = Jid.parse(entry.lid)
-                if lid.server == LID and await ss.store_lid_mapping(lid.user, entry.user.user):
-                    await ss.migrate_sessions(entry.user.user, lid.user, entry.devices)
+                if lid.server == LID:
+                    await client.learn_lid(entry.user.user, lid.user, entry.devices)
         await ss.save_device_lists(fetched)
         fresh.update(fetched)
     return fresh
 
 
+def _remember(client: Client, user: str, at: float, devices: list[int]) -> None:
+    cache = client.device_cache
+    cache.pop(user, None)
+    cache[user] = (at, devices)
+    while len(cache) > DEVICE_CACHE_SIZE:
+        cache.popitem(last=False)  # the least recently fetched
+
+
 def invalidate(client: Client, user: str) -> None:
-    client.device_fetched.pop(user, None)
+    client.device_cache.pop(user, None)
 
 
 def device_jids(users: dict[str, list[int]], server: str = S_WHATSAPP_NET) -> list[Jid]:

@@ -80,9 +80,15 @@ def parse_whisper(data: bytes) -> WhisperEnvelope:
 
 
 def encode_whisper(ratchet_key: bytes, counter: int, previous_counter: int, ct: bytes) -> bytes:
-    """Version byte + WhisperMessage protobuf, the part the MAC covers (the MAC goes after)."""
+    """Version byte + WhisperMessage protobuf, the part the MAC covers (the MAC goes after).
+
+    A chain never sent on has counter -1; libsignal-node writes that previous counter as the
+    uint32 0xFFFFFFFF, and so do we."""
     msg = signal_pb2.WhisperMessage(
-        ephemeralKey=ratchet_key, counter=counter, previousCounter=previous_counter, ciphertext=ct
+        ephemeralKey=ratchet_key,
+        counter=counter,
+        previousCounter=previous_counter & 0xFFFFFFFF,
+        ciphertext=ct,
     )
     return VERSION_BYTE + msg.SerializeToString()
 

@@ -88,12 +88,19 @@ def step_ratchet(
 
     `previous_counter` is the peer's last counter on its previous chain; keys for messages up to
     it are kept so late ones still decrypt. Raises ValueError on a low-order `remote`.
+
+    A previous counter we cannot follow (0xFFFFFFFF, libsignal-node's -1 for a chain it never
+    sent on, seen when its stored state went back in time; or more than MAX_FUTURE_MESSAGES
+    ahead) only costs the late messages of that chain: the chain is closed and the message
+    that brought the new ratchet key still decrypts. libsignal-node refuses such a message;
+    libsignal (Rust/Java) and whatsmeow do not look at the previous counter at all.
     """
     last = entry.chains.get(entry.last_remote_ratchet)
     if last is not None:
         last = last.copy()
         entry.chains[entry.last_remote_ratchet] = last
-        fill_message_keys(last, previous_counter)
+        if last.key is not None and 0 <= previous_counter - last.counter <= MAX_FUTURE_MESSAGES:
+            fill_message_keys(last, previous_counter)
         last.key = None
     root, receiving = root_step(entry.root_key, entry.ratchet_key.private, remote)
     add_chain(entry, remote, ChainType.RECEIVING, receiving)
