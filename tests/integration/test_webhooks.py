@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from dbtools import ORIGINAL_CREATE_TABLE, ORIGINAL_UPSERT, fresh_schema
@@ -534,6 +535,37 @@ async def test_the_deliverer_survives_its_database_connections_being_cut(
         await hooks.stop()
     finally:
         await own.close()
+
+
+async def test_a_failed_listen_is_tried_again_soon(
+    db: Database, make_hooks: MakeHooks, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection the server cut, not yet known as closed, fails LISTEN: the deliverer must
+    # not fall back to its slow poll but LISTEN again, or it misses NOTIFYs for a long time.
+    await new_session(db, "ivy", receiver.url)
+    real = asyncpg.Connection.add_listener
+    failures = 2
+
+    async def flaky(self: asyncpg.Connection, channel: str, callback: Any) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise asyncpg.InternalClientError("cannot switch to state 15")
+        await real(self, channel, callback)
+
+    monkeypatch.setattr(asyncpg.Connection, "add_listener", flaky)
+    hooks = make_hooks(poll_interval=30.0)  # only a working LISTEN wakes it in time
+    hooks.start()
+
+    async def listening() -> bool:
+        return failures == 0 and hooks._listener is not None
+
+    await eventually(listening, timeout=5)
+    await asyncio.sleep(0.2)  # past any claim of that loop turn
+    # Queued through another pool: the deliverer learns of it by NOTIFY alone.
+    event = await Webhooks(db).publish("ivy", "message", {"n": 1})
+    await receiver.wait_requests(1, timeout=5)
+    assert [r.event_id for r in receiver.requests] == [event]
 
 
 async def test_secrets_follow_rotation_and_survive_session_deletion(

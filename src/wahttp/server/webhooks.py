@@ -780,10 +780,11 @@ class Webhooks:
 
     async def _run(self) -> None:
         failures = 0
+        deaf = 0  # LISTEN attempts failed in a row
         while not self._stopping:
             self._wake.clear()
             try:
-                await self._ensure_listening()
+                deaf = 0 if await self._ensure_listening() else deaf + 1
                 free = self.concurrency - len(self._inflight)
                 if free <= 0:
                     delay = self.poll_interval  # a finished delivery wakes us
@@ -794,9 +795,12 @@ class Webhooks:
                     # All slots filled: more may be due, look again when one frees up.
                     delay = self.poll_interval if len(claimed) == free else await self._next_due()
                 failures = 0
+                if deaf:
+                    # No NOTIFY can wake us: try LISTEN again soon rather than poll slowly.
+                    delay = min(delay, self._backoff(deaf))
             except Exception as exc:
                 failures += 1
-                delay = min(self.poll_interval, 0.1 * 2 ** min(failures, 8))
+                delay = self._backoff(failures)
                 log.warning(
                     "webhooks: outbox unavailable (%s); again in %.1fs", type(exc).__name__, delay
                 )
@@ -809,6 +813,9 @@ class Webhooks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.poll_interval, 0.1 * 2.0 ** min(failures, 8))
 
     async def _next_due(self) -> float:
         async with self._db.acquire() as conn:
@@ -960,18 +967,23 @@ class Webhooks:
     def _notified(self, *_args: object) -> None:
         self._wake.set()
 
-    async def _ensure_listening(self) -> None:
+    async def _ensure_listening(self) -> bool:
+        """LISTEN on a pool connection of our own if not yet; False if that failed.
+
+        A connection the server cut may not know it yet and fail the LISTEN: the caller
+        then tries again soon (the claim that follows finds what a missed NOTIFY announced).
+        """
         if not self._listen:
-            return
+            return True
         if self._listener is not None:
             if self._listening():
-                return
+                return True
             await self._unlisten()
         try:
             conn = await self._db.pool.acquire()
         except Exception as exc:
             log.debug("webhooks: cannot LISTEN (%s); polling", type(exc).__name__)
-            return
+            return False
         try:
             await conn.add_listener(NOTIFY_CHANNEL, self._notified)
             # Lost (server restart, connection cut): wake up, LISTEN again, then look for rows.
@@ -980,8 +992,9 @@ class Webhooks:
             log.debug("webhooks: cannot LISTEN (%s); polling", type(exc).__name__)
             with contextlib.suppress(Exception):
                 await self._db.pool.release(conn)
-            return
+            return False
         self._listener = conn
+        return True
 
     def _listening(self) -> bool:
         try:
