@@ -65,6 +65,45 @@ async def test_client_and_phone_talk_both_ways_with_receipts(
     await a.client.disconnect()
 
 
+async def test_a_slow_receipt_handler_does_not_hold_up_the_acks_of_later_sends(
+    sim: SimHandle, admin: httpx.AsyncClient
+) -> None:
+    # The owner records receipts (a database write that may wait on its pool): the reader
+    # must meanwhile pass on the server's acks, and the receipts keep their order.
+    a = await linked_client(sim, admin)
+    friend = await new_phone(admin)
+    to = Jid(friend, "s.whatsapp.net")
+    release = asyncio.Event()
+    seen: list[tuple[str, str]] = []
+
+    async def slow(event: object) -> None:
+        if isinstance(event, MessageAck):
+            await release.wait()
+            seen.extend((i, event.status) for i in event.ids)
+
+    a.client.add_event_handler(slow)
+    first = await a.client.send_text(to, "one")
+
+    async def delivered() -> bool:
+        sent = (await _inbox(admin, friend))["received"]
+        return any(m["id"] == first.id for m in sent)
+
+    await _until(delivered)  # its delivery receipt is on its way: the handler will block
+    await asyncio.sleep(0.2)
+    async with asyncio.timeout(5):  # the server's acks get through while it is blocked
+        later = [await a.client.send_text(to, f"more {i}") for i in range(3)]
+    assert seen == []
+    release.set()
+    ids = [first.id] + [m.id for m in later]
+
+    async def all_seen() -> bool:
+        return [i for i, _ in seen] == ids
+
+    await _until(all_seen)
+    assert {status for _, status in seen} == {"delivered"}
+    await a.client.disconnect()
+
+
 async def test_two_clients_exchange_many_messages(sim: SimHandle, admin: httpx.AsyncClient) -> None:
     a = await linked_client(sim, admin)
     b = await linked_client(sim, admin)
@@ -110,8 +149,9 @@ async def test_lost_session_recovers_through_a_retry_receipt(
     await b.client.send_text(Jid(a.number, "s.whatsapp.net"), "reply")
     assert isinstance(await a.events.next(MessageReceived), MessageReceived)
     # b loses every Signal session (a restored backup, a bug): a's next `msg` cannot be read.
-    sessions = (await b.store.all_keys()).get("session", {})
-    await b.store.set({"session": dict.fromkeys(sessions)})
+    # Through the client's store: it caches session records (nothing else writes them).
+    sessions = (await b.client.store.all_keys()).get("session", {})
+    await b.client.store.set({"session": dict.fromkeys(sessions)})
     await a.client.send_text(Jid(b.number, "s.whatsapp.net"), "second")
     failed = await b.events.next(UndecryptableMessage)
     assert isinstance(failed, UndecryptableMessage) and failed.retry_count == 1

@@ -97,10 +97,18 @@ def _dumps(value: Any) -> str:
 
 
 class Database:
-    """An asyncpg pool whose connections map json/jsonb to Python values."""
+    """An asyncpg pool whose connections map json/jsonb to Python values.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    `acquire()` hands out connections first come, first served. asyncpg's own wait is an
+    asyncio.Queue, which lets a newcomer take a connection just given back ahead of the
+    waiter woken for it (that waiter then queues again at the back): under load a few calls
+    waited five to ten times the median. A FIFO semaphore sized to the pool goes first, so
+    at most `max_size` callers ever compete for its connections.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, max_size: int | None = None) -> None:
         self._pool = pool
+        self._gate = asyncio.Semaphore(max_size or pool.get_max_size())
 
     @classmethod
     async def connect(
@@ -123,7 +131,7 @@ class Database:
         except (OSError, asyncpg.PostgresError) as exc:
             # The DSN may carry a password: name only the error type and message.
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
-        return cls(pool)
+        return cls(pool, max_size)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -131,7 +139,7 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as conn:
+        async with self._gate, self._pool.acquire() as conn:
             yield conn
 
     async def close(self) -> None:

@@ -36,9 +36,15 @@ class ServiceEvents:
         self.messages = messages
         self.webhooks = webhooks
 
-    async def _emit(self, session_id: str, type: str, data: dict[str, Any]) -> None:
+    async def _emit(
+        self,
+        session_id: str,
+        type: str,
+        data: dict[str, Any],
+        conn: asyncpg.Connection | None = None,
+    ) -> None:
         if self.webhooks is not None:
-            await self.webhooks.emit(session_id, type, data)
+            await self.webhooks.emit(session_id, type, data, conn=conn)
 
     async def on_message(self, session_id: str, event: MessageReceived) -> None:
         """Record the message and queue its webhook in one transaction; a redelivered message
@@ -60,29 +66,45 @@ class ServiceEvents:
             if self.webhooks is not None:
                 await self.webhooks.emit(session_id, "message", data, conn=conn)
 
-    async def before_send(self, session_id: str, message_id: str, chat: str) -> None:
-        await self.messages.record_outgoing(session_id, message_id, chat)
+    async def before_send(
+        self, session_id: str, message_id: str, chat: str, payload: bytes | None = None
+    ) -> None:
+        """Record the message as pending, with its sent copy (`payload`, the serialised
+        Message) for retry receipts: one write before anything goes out."""
+        await self.messages.record_outgoing(session_id, message_id, chat, payload)
 
     async def after_send(self, session_id: str, message_id: str, chat: str, ok: bool) -> None:
         status = "sent" if ok else "failed"
-        moved = await self.messages.set_status(session_id, [message_id], status)
-        if moved:
-            await self._ack(session_id, message_id, chat, status, None)
+        # The status and its webhook event in one transaction on one connection.
+        async with self.messages.transaction() as conn:
+            moved = await self.messages.set_status(session_id, [message_id], status, conn)
+            if moved:
+                await self._ack(session_id, message_id, chat, status, None, conn=conn)
         # else a receipt overtook the server's ack and reported "sent" already (on_ack)
 
     async def on_ack(self, session_id: str, event: MessageAck) -> None:
-        moved = await self.messages.set_status(session_id, list(event.ids), event.status)
-        for message_id, previous in moved:
-            if previous == "pending":
-                # The receipt overtook the server's ack: the message was sent, say so first.
-                await self._ack(session_id, message_id, event.chat, "sent", None)
-            await self._ack(session_id, message_id, event.chat, event.status, event.device)
+        async with self.messages.transaction() as conn:
+            moved = await self.messages.set_status(session_id, list(event.ids), event.status, conn)
+            for message_id, previous in moved:
+                if previous == "pending":
+                    # The receipt overtook the server's ack: the message was sent, say so first.
+                    await self._ack(session_id, message_id, event.chat, "sent", None, conn=conn)
+                await self._ack(
+                    session_id, message_id, event.chat, event.status, event.device, conn=conn
+                )
 
     async def _ack(
-        self, session_id: str, message_id: str, chat: str, status: str, device: str | None
+        self,
+        session_id: str,
+        message_id: str,
+        chat: str,
+        status: str,
+        device: str | None,
+        *,
+        conn: asyncpg.Connection,
     ) -> None:
         data = {"id": message_id, "chat": chat, "status": status, "device": device}
-        await self._emit(session_id, "message.ack", data)
+        await self._emit(session_id, "message.ack", data, conn)
 
     async def on_status(self, session: ManagedSession) -> None:
         last = session.last_disconnect

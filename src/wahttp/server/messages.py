@@ -35,14 +35,18 @@ class MessageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def record_outgoing(self, session_id: str, message_id: str, chat: str) -> None:
+    async def record_outgoing(
+        self, session_id: str, message_id: str, chat: str, payload: bytes | None = None
+    ) -> None:
+        """A message about to be sent (pending), with its sent copy for retry receipts."""
         async with self._db.acquire() as conn:
             await conn.execute(
-                "INSERT INTO messages (session_id, id, chat, from_me, status) "
-                "VALUES ($1, $2, $3, true, 'pending') ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (session_id, id, chat, from_me, status, payload) "
+                "VALUES ($1, $2, $3, true, 'pending', $4) ON CONFLICT DO NOTHING",
                 session_id,
                 message_id,
                 chat,
+                payload,
             )
 
     @contextlib.asynccontextmanager
@@ -64,10 +68,14 @@ class MessageRepository:
         return bool(inserted)
 
     async def set_status(
-        self, session_id: str, message_ids: list[str], status: str
+        self,
+        session_id: str,
+        message_ids: list[str],
+        status: str,
+        conn: asyncpg.Connection | None = None,
     ) -> list[tuple[str, str]]:
         """Advance these messages to `status` (never backwards); returns (id, previous status)
-        of those that moved."""
+        of those that moved. With `conn`, on that connection (and its transaction)."""
         # A later status implies the earlier ones (a receipt can overtake the server's ack).
         rank = RANK.get(status, 0)
         columns = [c for c, r in (("sent_at", 1), ("delivered_at", 2), ("read_at", 3)) if rank >= r]
@@ -81,8 +89,11 @@ class MessageRepository:
             f"UPDATE messages m SET status = $3, updated_at = now(){stamp} "  # fixed column map
             "FROM old WHERE m.session_id = $1 AND m.id = old.id RETURNING m.id, old.status"
         )
-        async with self._db.acquire() as conn:
+        if conn is not None:
             rows = await conn.fetch(query, session_id, message_ids, status, lower)
+        else:
+            async with self._db.acquire() as own:
+                rows = await own.fetch(query, session_id, message_ids, status, lower)
         return [(r["id"], r["status"]) for r in rows]
 
     async def save_sent(self, session_id: str, message_id: str, chat: str, payload: bytes) -> None:

@@ -235,11 +235,15 @@ class ManagedSession:
         """Send a text; its status is recorded (pending, then sent or failed)."""
         events = self.manager.events
         message_id = new_message_id()
+        message = text_message(text)
         if events is not None:
-            await events.before_send(self.id, message_id, str(to))
+            payload = message.SerializeToString()
+            await events.before_send(self.id, message_id, str(to), payload)
         ok = False
         try:
-            result = await send_message(self.client, to, text_message(text), message_id)
+            result = await send_message(
+                self.client, to, message, message_id, stored=events is not None
+            )
             ok = True
             return result
         finally:

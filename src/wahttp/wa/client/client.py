@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from wahttp.wa.auth.cache import KeyCache
 from wahttp.wa.auth.creds import Creds, new_creds
 from wahttp.wa.auth.signal_store import SignalStore
 from wahttp.wa.auth.store import AuthStore
@@ -25,6 +26,7 @@ from wahttp.wa.client import send as send_mod
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.connection import NodeConnection, open_connection
 from wahttp.wa.client.events import Disconnected, Event, LoggedOut
+from wahttp.wa.client.lane import Lane
 from wahttp.wa.client.messages import Message, text_message
 from wahttp.wa.client.receipts import read_receipt
 from wahttp.wa.errors import ConnectionClosed, IQError, WAError
@@ -68,7 +70,9 @@ class Client:
         sent_store: SentStore | None = None,
     ) -> None:
         self.sent_store = sent_store
-        self.store = store
+        # Session records served from memory while this client runs (see cache.py).
+        self.key_cache = KeyCache(store)
+        self.store: AuthStore = self.key_cache
         self.config = config or ClientConfig()
         self.session_id = session_id
         self.log = SessionLogger(log, session_id)
@@ -79,6 +83,8 @@ class Client:
         self._pending: dict[str, asyncio.Future[Node]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
+        # Receipts are recorded here, in order, beside the reader (see lane.py).
+        self.receipts = Lane("wa-receipts", logger=self.log)
         self._closed: asyncio.Future[tuple[int, str]] | None = None
         self._close_reason: tuple[int, str] | None = None
         self._ids = itertools.count(1)
@@ -157,6 +163,8 @@ class Client:
         """Open the stream (handshake + login or registration) and start reading."""
         if self.connected:
             raise WAError("already connected")
+        # Another worker may have owned the session since we last did: start from the store.
+        self.key_cache.forget()
         creds = await self.load_creds()
         transport = await self._transport_factory() if self._transport_factory else None
         self._conn = await open_connection(creds, self.config, transport)
@@ -251,6 +259,8 @@ class Client:
         self.is_open = False
         for task in list(self._tasks):
             task.cancel()
+        # Receipts not yet recorded were not acked either: the server delivers them again.
+        await self.receipts.close()
         for fut in [*self._pending.values(), *self._acks.values()]:
             if not fut.done():
                 fut.set_exception(ConnectionClosed(code, reason))
@@ -324,12 +334,15 @@ class Client:
         if fut is not None and not fut.done():
             fut.set_result(node)
 
-    async def remember_sent(self, message_id: str, chat: Jid, message: Message) -> None:
-        """Keep a message to re-encrypt it on a retry receipt; durable before it is sent."""
+    async def remember_sent(
+        self, message_id: str, chat: Jid, message: Message, *, durable: bool = True
+    ) -> None:
+        """Keep a message to re-encrypt it on a retry receipt; in the SentStore too (before it
+        is sent) unless `durable` is False: the caller has stored it there already."""
         self.recent_sent[message_id] = (chat, message)
         while len(self.recent_sent) > RECENT_SENT:
             self.recent_sent.popitem(last=False)
-        if self.sent_store is not None:
+        if durable and self.sent_store is not None:
             await self.sent_store.save_sent(message_id, str(chat), message.SerializeToString())
 
     async def recall_sent(self, message_id: str) -> tuple[Jid, Message] | None:

@@ -125,8 +125,16 @@ async def _encrypt_for_devices(
 
 
 async def send_message(
-    client: Client, chat: Jid, message: messages.Message, message_id: str | None = None
+    client: Client,
+    chat: Jid,
+    message: messages.Message,
+    message_id: str | None = None,
+    *,
+    stored: bool = False,
 ) -> SendResult:
+    """Encrypt for every device of `chat` and of our own account, send, and wait for the
+    server's ack. The message is kept for retry receipts, durably (the client's SentStore)
+    before it goes out unless `stored` says the caller has saved that copy already."""
     me = client.me
     chat = chat.to_non_ad()
     message_id = message_id or messages.new_message_id()
@@ -141,7 +149,7 @@ async def send_message(
     if any_pkmsg:
         content.append(device_identity(client))
     stanza = Node("message", {"id": message_id, "to": str(chat), "type": "text"}, content)
-    await client.remember_sent(message_id, chat, message)
+    await client.remember_sent(message_id, chat, message, durable=not stored)
     ack = await client.send_and_wait_ack(stanza, ACK_TIMEOUT)
     error = ack.attr("error")
     if error:
