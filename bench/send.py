@@ -220,16 +220,16 @@ def _compare(entry: dict[str, Any]) -> list[dict[str, Any]]:
     slow = (
         f"{cost}. One session's sends are serialised on its Signal state, and each HTTP answer "
         "waits for the server's ack (Baileys' promise resolves once the stanza is written); "
-        "per send the server writes the message row, the durable sent copy, the ratchet and "
-        "the status in separate round trips. Next: one transaction for the message row, the "
-        "sent copy and the ratchet (bench/README.md, Findings)"
+        "per send the server makes five database calls (session row, message row with its "
+        "sent copy, ratchet, status with its event, receipt). Next: time the stages with "
+        "WAHTTP_BENCH_STAGES (bench/README.md) and profile with WAHTTP_BENCH_PYSPY"
     )
     spread = (
         f"p99/p50 is {ours['p99_ms'] / ours['p50_ms']:.1f} for wahttp vs "
         f"{theirs['p99_ms'] / theirs['p50_ms']:.1f} for Baileys at "
-        f"{throughput:.2f}x its rate: requests of different sessions do not finish in arrival "
-        "order (per-session Signal lock, a database pool of 10 connections shared by 200 calls "
-        "in flight). Next: per-stage timestamps to find the unfair queue"
+        f"{throughput:.2f}x its rate: requests do not finish in arrival order. Next: "
+        "WAHTTP_BENCH_STAGES (bench/README.md) names the stage whose waits spread (the "
+        "slowest 1 % against the median sends)"
     )
     return [
         target(

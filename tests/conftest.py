@@ -9,8 +9,9 @@ import pytest
 
 from wahttp.sim.runner import SimHandle, start_sim
 
-# PostgreSQL fixtures (machine server and embedded) live in their own module.
-pytest_plugins = ["dbfixtures"]
+# PostgreSQL fixtures (machine server and embedded), and the service, its API client and a
+# webhook receiver, live in their own modules.
+pytest_plugins = ["dbfixtures", "servicefixtures"]
 
 
 @pytest.fixture

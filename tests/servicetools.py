@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ def service_settings(sim: SimHandle, database_url: str, tmp: Path, **extra: Any)
     }
     values.update(extra)
     return Settings(_env_file=None, **values)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Service]:
+    """A started Service, stopped on the way out."""
+    svc = Service(settings)
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.stop()
 
 
 @dataclass

@@ -14,8 +14,6 @@ loop serves the app. Deterministic (`derandomize=True`) and bounded per operatio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +31,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from servicetools import Service, service_settings
+from servicetools import Service
 
 from wahttp.server.app import create_app
 from wahttp.server.settings import Settings
-from wahttp.sim.runner import SimHandle
 
 MAX_EXAMPLES = 30
 KNOWN_SESSION = "fuzz-known"
@@ -80,16 +77,6 @@ def _operations() -> list[tuple[str, str]]:
     )
     paths: dict[str, dict[str, Any]] = create_app(offline).openapi()["paths"]
     return [(method.upper(), path) for path, ops in paths.items() for method in ops]
-
-
-@pytest.fixture
-async def service(sim: SimHandle, database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    svc = Service(service_settings(sim, database_url, tmp_path))
-    await svc.start()
-    try:
-        yield svc
-    finally:
-        await svc.stop()
 
 
 def _auth(service: Service) -> dict[str, str]:

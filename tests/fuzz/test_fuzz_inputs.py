@@ -1338,9 +1338,9 @@ def test_read_folder_skips_names_baileys_never_writes(name: str) -> None:
 
 
 # Found by fuzzing: BufferJSON objects without their bytes read fine (as Baileys reads them) but
-# cannot be written again (Baileys' replacer throws on them too), so an import reads the folder
-# and then fails writing the service's mirror with a ValueError, not an AuthFolderError.
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="read_folder takes what it cannot write")
+# cannot be written again (Baileys' replacer throws on them too): an import read the folder and
+# then failed writing the service's mirror with a ValueError. read_folder now refuses them with
+# an AuthFolderError naming the file.
 @pytest.mark.parametrize(
     "value", ['{"type":"Buffer"}', '{"type":"Buffer","data":5}', '{"type":"Buffer","data":[1,"x"]}']
 )
@@ -1351,11 +1351,8 @@ def test_read_folder_refuses_what_it_cannot_write_back(name: str, value: str) ->
         files[name] = folder_files()[name][:-1] + b',"extra":' + value.encode() + b"}"
     else:
         files[name] = value.encode()
-    with folder(files) as path:
-        state = _read_or_folder_error(path)
-    if state is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            write_folder(Path(tmp) / "copy", state.creds_json, state.keys)
+    with folder(files) as path, pytest.raises(AuthFolderError, match=name):
+        read_folder(path)
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "socket", "directory"])

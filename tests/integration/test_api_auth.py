@@ -31,22 +31,6 @@ SAMPLE_PARAMS = {
 
 
 @pytest.fixture
-async def service(sim: SimHandle, database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    svc = Service(service_settings(sim, database_url, tmp_path))
-    await svc.start()
-    try:
-        yield svc
-    finally:
-        await svc.stop()
-
-
-@pytest.fixture
-async def api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with service.http() as client:
-        yield client
-
-
-@pytest.fixture
 async def anonymous(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with service.http(anonymous=True) as client:
         yield client

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from servicetools import Service, service_settings, wait_status
+from servicetools import Service, running, service_settings, wait_status
 from simtools import new_phone
 
 from wahttp.sim.runner import SimHandle
-
-
-@pytest.fixture
-async def service(sim: SimHandle, database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    svc = Service(service_settings(sim, database_url, tmp_path))
-    await svc.start()
-    try:
-        yield svc
-    finally:
-        await svc.stop()
-
-
-@pytest.fixture
-async def api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with service.http() as client:
-        yield client
 
 
 async def pair(api: httpx.AsyncClient, admin: httpx.AsyncClient, session_id: str) -> str:
@@ -197,3 +180,16 @@ async def test_a_dead_link_is_not_reported_open(
             assert phone["devices"][0]["connected"]
     finally:
         await svc.stop()
+
+
+async def test_the_database_pool_size_is_a_setting(
+    sim: SimHandle, database_url: str, tmp_path: Path
+) -> None:
+    settings = service_settings(sim, database_url, tmp_path, WAHTTP_DB_POOL_SIZE=3)
+    async with running(settings) as svc, svc.http() as api:
+        assert svc.app.state.services.db.pool.get_max_size() == 3
+        # The LISTEN and the worker lease hold one each: one is left to work with.
+        assert (await api.post("/sessions", json={"id": "pool"})).status_code == 201
+        assert [s["id"] for s in (await api.get("/sessions")).json()] == ["pool"]
+    with pytest.raises(ValueError, match="WAHTTP_DB_POOL_SIZE"):
+        service_settings(sim, database_url, tmp_path, WAHTTP_DB_POOL_SIZE=2)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from hooktools import Receiver
-from servicetools import Service, service_settings, wait_status
+from servicetools import Service, running, service_settings, wait_status
 from simtools import new_phone
 
 from wahttp.server.db import Database
@@ -27,39 +27,18 @@ OUTAGE_SECONDS = float(os.environ.get("WAHTTP_TEST_OUTAGE_SECONDS", "60"))
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rx = Receiver()
-    await rx.up()
-    try:
-        yield rx
-    finally:
-        await rx.down()
-
-
-@pytest.fixture
 async def service(sim: SimHandle, database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    svc = Service(
-        service_settings(
-            sim,
-            database_url,
-            tmp_path,
-            # Fast retries that still outlast a minute's outage (about 30 tries, 2 s apart at most).
-            WAHTTP_WEBHOOK_BACKOFF_BASE=0.2,
-            WAHTTP_WEBHOOK_BACKOFF_MAX=2,
-            WAHTTP_WEBHOOK_MAX_ATTEMPTS=60,
-        )
+    settings = service_settings(
+        sim,
+        database_url,
+        tmp_path,
+        # Fast retries that still outlast a minute's outage (about 30 tries, 2 s apart at most).
+        WAHTTP_WEBHOOK_BACKOFF_BASE=0.2,
+        WAHTTP_WEBHOOK_BACKOFF_MAX=2,
+        WAHTTP_WEBHOOK_MAX_ATTEMPTS=60,
     )
-    await svc.start()
-    try:
+    async with running(settings) as svc:
         yield svc
-    finally:
-        await svc.stop()
-
-
-@pytest.fixture
-async def api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with service.http() as client:
-        yield client
 
 
 async def open_session(

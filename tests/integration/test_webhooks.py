@@ -47,16 +47,6 @@ MakeHooks = Callable[..., Webhooks]
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rx = Receiver()
-    await rx.up()
-    try:
-        yield rx
-    finally:
-        await rx.down()
-
-
-@pytest.fixture
 async def make_hooks(db: Database) -> AsyncIterator[MakeHooks]:
     """Webhooks instances with fast test delays (overridable), all stopped at the end."""
     made: list[Webhooks] = []

@@ -12,7 +12,6 @@ another; we answer with a retry receipt and it resends on a fresh session."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -27,16 +26,6 @@ from wahttp.sim.runner import SimHandle
 
 pytestmark = pytest.mark.interop
 COUNT = 50
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rx = Receiver()
-    await rx.up()
-    try:
-        yield rx
-    finally:
-        await rx.down()
 
 
 async def test_fifty_each_way_interleaved(

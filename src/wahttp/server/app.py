@@ -42,7 +42,7 @@ async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) ->
         dsn, embedded = await start_embedded(settings.data_dir)
         stack.push_async_callback(embedded.stop)
         log.info("using the embedded PostgreSQL under %s", settings.data_dir)
-    db = await Database.connect(dsn)
+    db = await Database.connect(dsn, max_size=settings.db_pool_size)
     stack.push_async_callback(db.close)
     await db.migrate()
     return db

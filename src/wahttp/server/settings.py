@@ -24,6 +24,14 @@ class Settings(BaseSettings):
         alias="DATABASE_URL",
         description="PostgreSQL DSN; unset: an embedded PostgreSQL under WAHTTP_DATA_DIR",
     )
+    db_pool_size: int = Field(
+        10,
+        alias="WAHTTP_DB_POOL_SIZE",
+        ge=3,
+        le=1000,
+        description="PostgreSQL connections of this process at most (webhook LISTEN and the"
+        " worker lease hold one each)",
+    )
     data_dir: Path = Field(Path("data"), alias="WAHTTP_DATA_DIR")
     auth_dir: Path = Field(
         Path("auth_sessions"),

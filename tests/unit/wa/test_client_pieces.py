@@ -122,3 +122,26 @@ async def test_pre_keys_made_at_the_same_time_get_their_own_ids() -> None:
             assert stored[str(key_id)]["public"] == pair.public
     saved = await store.load_creds()
     assert saved is not None and saved.next_pre_key_id == first + 5
+
+
+async def test_creds_asked_for_twice_at_once_make_one_device() -> None:
+    # connect() and the owner's "is it linked?" both read the creds of a new session: they
+    # must agree on one noise key, or the pairing code names another key than the stream's.
+    class SlowStore(MemoryAuthStore):
+        saves = 0
+
+        async def load_creds(self) -> Any:
+            await asyncio.sleep(0.01)
+            return await super().load_creds()
+
+        async def save_creds(self, creds: Any) -> None:
+            self.saves += 1
+            await super().save_creds(creds)
+
+    store = SlowStore()
+    client = Client(store)
+    first, second = await asyncio.gather(client.load_creds(), client.load_creds())
+    assert first is second is client.creds
+    assert store.saves == 1
+    saved = await store.load_creds()
+    assert saved is not None and saved.noise_key.public == first.noise_key.public

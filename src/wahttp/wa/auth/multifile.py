@@ -341,6 +341,21 @@ def _js_number(value: float) -> str:
 # --- reading a folder -------------------------------------------------------------------------
 
 
+def _writable(value: Any) -> bool:
+    """Whether BufferJSON.replacer can write `value` back: an object typed "Buffer" that the
+    reviver left as it was (no base64 string in "data") needs its bytes as a list of numbers."""
+    if isinstance(value, dict):
+        if value.get("type") == "Buffer":
+            try:
+                _buffer_dict_bytes(value)
+            except ValueError:
+                return False
+        return all(_writable(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_writable(v) for v in value)
+    return True
+
+
 def folder_session_id(path: Path) -> str:
     """The session a folder belongs to: its name (symlinks not followed, '.' resolved)."""
     return Path(os.path.abspath(path)).name
@@ -377,6 +392,11 @@ def read_folder(
             if is_sealed(value):
                 context = SealContext(owner, *split) if split else SealContext(owner)
                 value = _open_file(path / name, sealer, value, context)
+            if not _writable(value):
+                raise AuthFolderError(
+                    f"{path / name}: an object typed 'Buffer' without its bytes (Baileys reads"
+                    " it but cannot write it back either)"
+                )
             if split is None:
                 creds_json = value
             elif value is None:

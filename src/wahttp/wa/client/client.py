@@ -77,6 +77,7 @@ class Client:
         self.session_id = session_id
         self.log = SessionLogger(log, session_id)
         self._creds: Creds | None = None
+        self._creds_lock = asyncio.Lock()
         self._transport_factory = transport_factory
         self._conn: NodeConnection | None = None
         self._event_handlers: list[EventHandler] = []
@@ -113,11 +114,18 @@ class Client:
         return self._creds
 
     async def load_creds(self) -> Creds:
-        if self._creds is None:
-            self._creds = await self.store.load_creds()
+        """The credentials, read (or made and saved, for a new device) once.
+
+        One at a time: two callers at once (connect() and the owner asking whether the device
+        is linked) must not both find nothing and each make a device of its own, or the stream
+        runs on one noise key while the creds we keep hold the other."""
+        async with self._creds_lock:
             if self._creds is None:
-                self._creds = new_creds()
-                await self.store.save_creds(self._creds)
+                creds = await self.store.load_creds()
+                if creds is None:
+                    creds = new_creds()
+                    await self.store.save_creds(creds)
+                self._creds = creds
         return self._creds
 
     async def save_creds(self) -> None:
