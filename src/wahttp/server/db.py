@@ -106,9 +106,9 @@ class Database:
     at most `max_size` callers ever compete for its connections.
     """
 
-    def __init__(self, pool: asyncpg.Pool, max_size: int | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._gate = asyncio.Semaphore(max_size or pool.get_max_size())
+        self._gate = asyncio.Semaphore(pool.get_max_size())
 
     @classmethod
     async def connect(
@@ -131,7 +131,7 @@ class Database:
         except (OSError, asyncpg.PostgresError) as exc:
             # The DSN may carry a password: name only the error type and message.
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
-        return cls(pool, max_size)
+        return cls(pool)
 
     @property
     def pool(self) -> asyncpg.Pool:

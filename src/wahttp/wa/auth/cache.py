@@ -1,10 +1,11 @@
-"""A read cache of Signal session records in front of a client's auth store.
+"""A read cache of Signal session records and PN -> LID mappings in front of a client's
+auth store.
 
-Every message sent or received reads the session records of its peers' devices and writes
-them back changed. Their one writer is the running client (a session is owned by one worker
-at a time), so what it last wrote is what the store holds: reading it back from PostgreSQL
-is a pool round trip spent, under load, inside the session's Signal lock, where every other
-send of the session waits for it.
+Every message sent or received reads the session records of its peers' devices (and the LID
+mappings that give their addresses) and writes the records back changed. Their one writer is
+the running client (a session is owned by one worker at a time), so what it last wrote is
+what the store holds: reading it back from PostgreSQL is a pool round trip spent, under
+load, inside the session's Signal lock, where every other send of the session waits for it.
 
 The cache holds the JSON values as written (the records are rebuilt from them on each read,
 so no caller can change a cached value in place), for at most `limit` addresses, least
@@ -20,13 +21,13 @@ from collections import OrderedDict
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.store import AuthStore, KeyValue
 
-# Categories read and written on every message; the others are rare or bulky (pre-keys).
-CACHED = frozenset({"session"})
+# Categories read on every message; the others are rare or bulky (pre-keys).
+CACHED = frozenset({"session", "lid-mapping"})
 DEFAULT_LIMIT = 256
 
 
 class KeyCache:
-    """An AuthStore that serves recently used session records from memory."""
+    """An AuthStore that serves recently used session records and LID mappings from memory."""
 
     def __init__(self, inner: AuthStore, limit: int = DEFAULT_LIMIT) -> None:
         self.inner = inner

@@ -53,8 +53,6 @@ LOGGED_OUT_CODES = frozenset({401, 403, 406})
 RESTART_REQUIRED = 515
 # How many sent messages are kept for answering retry receipts.
 RECENT_SENT = 1000
-# How many PN -> LID mappings a client keeps in memory.
-KNOWN_LIDS = 4096
 
 
 class Client:
@@ -70,7 +68,7 @@ class Client:
         sent_store: SentStore | None = None,
     ) -> None:
         self.sent_store = sent_store
-        # Session records served from memory while this client runs (see cache.py).
+        # Session records and LID mappings served from memory while it runs (see cache.py).
         self.key_cache = KeyCache(store)
         self.store: AuthStore = self.key_cache
         self.config = config or ClientConfig()
@@ -100,9 +98,6 @@ class Client:
         # Ids of messages handed over lately: a redelivered one is acked, not asked again.
         self.recent_received: OrderedDict[str, None] = OrderedDict()
         self.retry_counts: dict[str, int] = {}
-        # PN user -> LID user as stored under lid-mapping, kept as this client reads and writes
-        # them (it is the only writer of its store while it runs): spares a read per message.
-        self.known_lids: dict[str, str] = {}
         self._acks: dict[str, asyncio.Future[Node]] = {}
         self._signal: SignalStore | None = None
 
@@ -232,7 +227,6 @@ class Client:
                 await self.send_node(node)
         await self.close(401, "logged out by us")
         await self.store.clear()
-        self.known_lids.clear()
         self._creds = None
 
     async def _read_loop(self, conn: NodeConnection) -> None:
@@ -361,20 +355,11 @@ class Client:
                 found = (Jid.parse(stored[0]), Message.FromString(stored[1]))
         return found
 
-    def remember_lid(self, pn_user: str, lid_user: str) -> None:
-        """Note a PN -> LID mapping that is now in the store (see known_lids)."""
-        if len(self.known_lids) >= KNOWN_LIDS and pn_user not in self.known_lids:
-            self.known_lids.clear()  # a bound, not a policy: it refills from the store
-        self.known_lids[pn_user] = lid_user
-
     async def learn_lid(self, pn_user: str, lid_user: str, devices: list[int]) -> None:
         """Record PN -> LID (and move PN-addressed sessions of `devices` over) unless this
-        mapping is known already."""
-        if self.known_lids.get(pn_user) == lid_user:
-            return
+        mapping is known already (a read the key cache answers once it has seen it)."""
         if await self.signal.store_lid_mapping(lid_user, pn_user):
             await self.signal.migrate_sessions(pn_user, lid_user, devices)
-        self.remember_lid(pn_user, lid_user)
 
     async def send_text(self, to: Jid, text: str) -> send_mod.SendResult:
         """Send a text to a chat (user JID); returns once the server has acked it."""

@@ -7,7 +7,7 @@ ciphertext that depends on it leaves, so a crash never desynchronises a session.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,27 +30,12 @@ log = logging.getLogger(__name__)
 EncType = Literal["pkmsg", "msg"]
 
 
-async def addresses(
-    ss: SignalStore,
-    devices: Iterable[Jid],
-    known: Mapping[str, str] | None = None,
-    learn: Callable[[str, str], None] | None = None,
-) -> dict[Jid, str]:
+async def addresses(ss: SignalStore, devices: Iterable[Jid]) -> dict[Jid, str]:
     """The session address of each device (as `SignalStore.address`), from one read of the
-    PN -> LID mappings of all their users instead of one read per device. `known` holds
-    mappings already read (PN user -> LID user), which are not read again; `learn` is told
-    each mapping that was read."""
+    PN -> LID mappings of all their users instead of one read per device."""
     devices = list(devices)
-    known = known or {}
-    pn_users = {d.user for d in devices if d.server == S_WHATSAPP_NET}
-    lids: dict[str, Any] = {u: known[u] for u in pn_users if u in known}
-    unknown = sorted(pn_users - lids.keys())
-    if unknown:
-        for user, lid in (await ss.store.get("lid-mapping", unknown)).items():
-            if isinstance(lid, str):
-                lids[user] = lid
-                if learn is not None:
-                    learn(user, lid)
+    pn_users = sorted({d.user for d in devices if d.server == S_WHATSAPP_NET})
+    lids = await ss.store.get("lid-mapping", pn_users) if pn_users else {}
     found: dict[Jid, str] = {}
     for device in devices:
         lid = lids.get(device.user) if device.server == S_WHATSAPP_NET else None

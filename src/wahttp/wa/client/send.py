@@ -53,7 +53,7 @@ async def ensure_sessions(
     not call it from the reader task, nor with the e2e lock held."""
     ss = client.signal
     if addresses is None:
-        addresses = await e2e.addresses(ss, devices, client.known_lids, client.remember_lid)
+        addresses = await e2e.addresses(ss, devices)
     records = await e2e.load_sessions(ss, addresses.values())
     missing = [d for d in devices if addresses[d] not in records]
     if not missing:
@@ -103,7 +103,7 @@ async def _encrypt_for_devices(
     would stall both until the query timed out. Store calls when every session exists: one
     read of the sessions and one write."""
     ss = client.signal
-    addresses = await e2e.addresses(ss, devices, client.known_lids, client.remember_lid)
+    addresses = await e2e.addresses(ss, devices)
     async with client.e2e_lock:
         records = await e2e.load_sessions(ss, addresses.values())
         missing = [d for d in devices if addresses[d] not in records]
