@@ -242,17 +242,20 @@ def install_access_log_filter(app: FastAPI) -> RedactQuery:
 
 
 def uvicorn_config(app: FastAPI, settings: Settings, **options: Any) -> uvicorn.Config:
-    """uvicorn's Config for the service: the guarded protocol, timeouts, a redacted access log."""
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-        http=guarded_protocol(settings),
-        timeout_keep_alive=settings.idle_timeout,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        **options,
-    )
+    """uvicorn's Config for the service: the guarded protocol, timeouts, a redacted access log.
+
+    `options` go to uvicorn.Config over these (tests pass `log_level`, `lifespan`).
+    """
+    values: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout),
+        "http": guarded_protocol(settings),
+        "timeout_keep_alive": settings.idle_timeout,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+    }
+    values.update(options)
+    config = uvicorn.Config(app, **values)
     install_access_log_filter(app)  # Config() has just (re)configured uvicorn's loggers
     return config
