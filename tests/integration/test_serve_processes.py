@@ -43,8 +43,9 @@ async def sim_process(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
 
 
 async def _serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    out = log.open("ab")  # stderr and stdout (where uvicorn writes its access lines)
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wahttp.cli", "serve", env=env, stderr=log.open("ab")
+        sys.executable, "-m", "wahttp.cli", "serve", env=env, stdout=out, stderr=out
     )
 
 
