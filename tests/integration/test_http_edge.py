@@ -134,9 +134,7 @@ async def test_slow_and_keyless_sockets_are_cut_while_the_api_answers(
             b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 250000\r\n\r\n"
         )
-        body_drip = [
-            trickle(port, body_head, b"x" * 1000, 0.1, limit) for _ in range(SLOW_SOCKETS)
-        ]
+        body_drip = [trickle(port, body_head, b"x" * 1000, 0.1, limit) for _ in range(SLOW_SOCKETS)]
         silent = trickle(port, b"", b"", 3600, limit)  # opens and says nothing
         slow = asyncio.gather(*header_drip, *body_drip, silent)
 
@@ -200,7 +198,8 @@ async def test_connections_over_the_cap_get_503(
     async with serving(settings) as served:
         held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(3)]
         try:
-            refused = await trickle(served.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"", 9, 10)
+            request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            refused = await trickle(served.port, request, b"", 9, 10)
             assert refused.status == 503, refused.data
             assert b'"code":"overloaded"' in refused.data and b"retry-after: 1" in refused.data
         finally:

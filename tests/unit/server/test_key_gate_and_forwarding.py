@@ -111,6 +111,37 @@ async def test_the_key_is_checked_before_forwarding(
     assert len(owner.seen) == 1
 
 
+async def call_unread(
+    app: FastAPI, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, list[Message]]:
+    """POST /sessions with a large body: (chunks of the body pulled, what was sent)."""
+    pulled = 0
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"{}" * 1000, "more_body": True}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/sessions",
+        "raw_path": b"/sessions",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"99999"),
+            *headers,
+        ],
+    }
+    await app(scope, receive, send)
+    return pulled, sent
+
+
 async def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(
     app: FastAPI,
 ) -> None:
@@ -120,28 +151,7 @@ async def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(
         ([(b"x-api-key", b"not-a-key-at-all")], "invalid_api_key"),
         ([(b"authorization", b"Bearer " + b"y" * 600)], "invalid_api_key"),
     ):
-        pulled = 0
-
-        async def receive() -> Message:
-            nonlocal pulled
-            pulled += 1
-            return {"type": "http.request", "body": b"{}" * 1000, "more_body": True}
-
-        sent: list[Message] = []
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        scope: dict[str, Any] = {
-            "type": "http",
-            "method": "POST",
-            "path": "/sessions",
-            "raw_path": b"/sessions",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"99999")]
-            + headers,
-        }
-        await app(scope, receive, send)
+        pulled, sent = await call_unread(app, headers)
         assert pulled == 0, headers  # not one chunk of the body read
         assert sent[0]["status"] == 401
         sent_headers = dict(sent[0]["headers"])
