@@ -44,12 +44,13 @@ def assets_dir() -> Path:
     return Path(str(files("fastapi_offline") / "static"))
 
 
-def content_security_policy(html: str) -> str:
+def content_security_policy(html: str, *, allow_eval: bool = False) -> str:
     """A policy for one page: same-origin everything, its inline scripts allowed by hash only.
 
     Swagger UI and ReDoc set inline styles (hence 'unsafe-inline' for styles only) and draw
-    icons from data: URLs; ReDoc runs its search in a blob: worker. "Try it out" calls the API
-    on this origin (connect-src 'self').
+    icons from data: URLs; ReDoc runs its search in a blob: worker, and its bundled Ajv compiles
+    schema validators with `new Function` (hence `allow_eval` for that page only: scripts still
+    come from this origin alone). "Try it out" calls the API on this origin (connect-src 'self').
     """
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
@@ -58,7 +59,9 @@ def content_security_policy(html: str) -> str:
     return "; ".join(
         (
             "default-src 'none'",
-            f"script-src 'self' {hashes}".rstrip(),
+            " ".join(
+                ["script-src 'self'", *(["'unsafe-eval'"] if allow_eval else []), hashes]
+            ).rstrip(),
             "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data:",
             "font-src 'self' data:",
@@ -71,9 +74,10 @@ def content_security_policy(html: str) -> str:
     )
 
 
-def _page(response: HTMLResponse) -> HTMLResponse:
+def _page(response: HTMLResponse, *, allow_eval: bool = False) -> HTMLResponse:
     html = bytes(response.body).decode()
-    response.headers["Content-Security-Policy"] = content_security_policy(html)
+    policy = content_security_policy(html, allow_eval=allow_eval)
+    response.headers["Content-Security-Policy"] = policy
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -132,7 +136,8 @@ def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc")
                 redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
                 redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
                 with_google_fonts=False,
-            )
+            ),
+            allow_eval=True,
         )
 
     app.add_route(docs_url, swagger_ui, include_in_schema=False)
