@@ -92,9 +92,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from wahttp.server.app import create_app
+    from wahttp.server.edge import uvicorn_config
     from wahttp.server.settings import Settings
 
     settings = Settings()
@@ -105,13 +104,8 @@ def _serve(args: argparse.Namespace) -> None:
     logging.getLogger().setLevel(settings.log_level.upper())
     # httpx logs whole request URLs at INFO; webhook URLs may carry tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
+    # Timeouts, connection cap and the redacted access log: server/edge.py.
+    config = uvicorn_config(create_app(settings), settings)
     asyncio.run(_graceful_server_class()(config).serve())
 
 

@@ -43,8 +43,9 @@ async def sim_process(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
 
 
 async def _serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    out = log.open("ab")  # stderr and stdout (where uvicorn writes its access lines)
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wahttp.cli", "serve", env=env, stderr=log.open("ab")
+        sys.executable, "-m", "wahttp.cli", "serve", env=env, stdout=out, stderr=out
     )
 
 
@@ -96,6 +97,9 @@ async def test_readme_flow_with_processes(sim_process: dict[str, str], tmp_path:
         resp = await admin.post(f"/phones/{number}/pairing-code", json={"code": code})
         assert resp.status_code == 200, resp.text
         jid = (await wait_status(api, session_id, "open"))["jid"]
+        # A key in a query string (never how keys are sent) stays out of the access log.
+        leaked = await api.get("/sessions", params={"api_key": env["WAHTTP_API_KEY"]})
+        assert leaked.status_code == 200
 
         assert await _stop(proc) == 0  # graceful: closes the socket, flushes, exits 0
         phone = (await admin.get(f"/phones/{number}")).json()

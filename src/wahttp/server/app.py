@@ -9,12 +9,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from wahttp import __version__
+from wahttp import __version__, apidocs
 from wahttp.server import auth, errors
 from wahttp.server.at_rest import startup_sealer
 from wahttp.server.cluster import Cluster
 from wahttp.server.db import Database, start_embedded
 from wahttp.server.deps import Services
+from wahttp.server.edge import ResponseHeaders
 from wahttp.server.events import ServiceEvents
 from wahttp.server.forwarding import Forwarder, ForwardToOwner
 from wahttp.server.limits import BodySizeLimit
@@ -141,10 +142,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Self-hosted WhatsApp HTTP API: sessions, pairing codes, messages, webhooks.",
         lifespan=lifespan,
         responses=errors.OPENAPI_ERRORS,
+        docs_url=None,  # apidocs serves the docs pages with their scripts from here, not a CDN
+        redoc_url=None,
+        redirect_slashes=False,  # `/sessions/` is a 404, not a redirect built from the Host header
     )
+    apidocs.install(app)
     errors.install(app)
     app.add_middleware(ForwardToOwner)  # inside the body limit: forwarded bodies are bounded
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(auth.KeyGate)  # the key, before a body is read or a request forwarded
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, timeout=settings.request_timeout
+    )
+    app.add_middleware(ResponseHeaders)  # Cache-Control: no-store on every answer
     app.state.send_limiter = SendRateLimiter(settings.send_rate, settings.send_burst)
     app.include_router(health.router)
     app.include_router(sessions.router)

@@ -22,6 +22,12 @@ Every route needs a key except `/health` and the OpenAPI documentation (`/docs`,
 `/openapi.json`), which describe the API and hold nothing secret; `check_routes` refuses an
 app with any other route that does not depend on `authenticated`, so a new route cannot be
 left open by mistake.
+
+`KeyGate`, an ASGI middleware in front of the body limit's reader and of forwarding, checks the
+key before anything else happens: a request without a key, or with one that is neither the admin
+key nor a known session key, gets its 401 (with `Connection: close`) before a byte of its body is
+read and before it could be forwarded to another worker. The caller it found travels on in the
+ASGI scope, so `authenticated` does not look the key up twice.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,9 +49,11 @@ from fastapi import Depends, FastAPI, Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wahttp import apidocs
 from wahttp.server.db import Database
-from wahttp.server.errors import ApiError
+from wahttp.server.errors import ApiError, send_error
 from wahttp.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,10 @@ MAX_KEY_LENGTH = 512
 ADMIN_KEY_FILE = "admin-api-key"
 MIN_ADMIN_KEY_LENGTH = 24
 PUBLIC_PATHS = frozenset({"/health"})
+# What new_key() makes: the only session keys there are, so nothing else needs a database look-up.
+SESSION_KEY_SHAPE = re.compile(r"^wak_[A-Za-z0-9_-]{43}$")
+# Where KeyGate leaves the caller it identified, for `authenticated`.
+PRINCIPAL_SCOPE_KEY = "wahttp.principal"
 
 
 def new_key() -> str:
@@ -184,13 +197,17 @@ class ApiAuth:
         """Whose key this is; None for a key we do not know."""
         if len(key) > MAX_KEY_LENGTH:
             return None
-        admin = self._admin_digest
-        if admin is not None and hmac.compare_digest(key_digest(key), admin):
+        if self.is_admin(key):
             return ADMIN
-        if self.keys is None:
+        if self.keys is None or not SESSION_KEY_SHAPE.match(key):
             return None
         row = await self.keys.find(key)
         return None if row is None else Principal(False, row.session_id, row.id)
+
+    def is_admin(self, key: str) -> bool:
+        """The admin key? (in memory, constant time)"""
+        admin = self._admin_digest
+        return admin is not None and hmac.compare_digest(key_digest(key), admin)
 
 
 def setup(settings: Settings, db: Database) -> ApiAuth:
@@ -287,6 +304,7 @@ def forbidden(message: str) -> ApiError:
 
 
 async def authenticated(
+    request: Request,
     auth: Annotated[ApiAuth, Depends(get_auth)],
     x_api_key: Annotated[str | None, Security(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
@@ -294,6 +312,9 @@ async def authenticated(
     """The caller, from X-Api-Key or a Bearer token: 401 without a key or with an unknown one."""
     if not auth.enabled:
         return ADMIN
+    checked = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(checked, Principal):
+        return checked  # KeyGate identified this very request's key
     key = x_api_key or (bearer.credentials if bearer is not None else None)
     if not key:
         raise _unauthorized(
@@ -340,7 +361,10 @@ async def require_session_access(request: Request, who: PrincipalDep) -> Princip
 def public_paths(app: FastAPI) -> frozenset[str]:
     """Paths open without a key: /health and the OpenAPI documentation."""
     docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
-    return PUBLIC_PATHS | {path for path in docs if path}
+    paths = PUBLIC_PATHS | {path for path in docs if path}
+    if app.docs_url or app.redoc_url:
+        paths |= {apidocs.ASSETS_PATH}  # their scripts and styles, served by apidocs
+    return paths
 
 
 def _uses(dependant: Dependant, call: object) -> bool:
@@ -376,3 +400,93 @@ def check_routes(app: FastAPI) -> None:
     missing = unprotected_routes(app)
     if missing:
         raise RuntimeError(f"routes without authentication: {', '.join(missing)}")
+
+
+# -- the key checked before the body is read -----------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key as `authenticated` reads it: X-Api-Key, else `Authorization: Bearer <key>`."""
+    x_api_key = _header(scope, b"x-api-key")
+    if x_api_key:
+        return x_api_key
+    scheme, _, credentials = (_header(scope, b"authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return credentials
+    return None
+
+
+class KeyGate:
+    """Refuses requests without a valid key (401, `Connection: close`) before reading a body.
+
+    The admin key is checked in memory; a key shaped like a session key is looked up (once: the
+    caller found goes on in the scope). When that look-up fails (the database is away), the
+    request goes on unidentified and the `authenticated` dependency answers as it would.
+    Public paths (/health, the docs and their assets) and `WAHTTP_AUTH=off` pass untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._public: frozenset[str] | None = None
+
+    def _is_public(self, scope: Scope) -> bool:
+        app = scope.get("app")
+        if self._public is None:
+            self._public = public_paths(app) if isinstance(app, FastAPI) else PUBLIC_PATHS
+        path = str(scope["path"])
+        assets = apidocs.ASSETS_PATH
+        return path in self._public or (assets in self._public and path.startswith(assets + "/"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        auth = getattr(getattr(scope.get("app"), "state", None), "auth", None)
+        if (
+            scope["type"] != "http"
+            or not isinstance(auth, ApiAuth)
+            or not auth.enabled
+            or self._is_public(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = presented_key(scope)
+        if key is None:
+            await _refuse(
+                send,
+                "missing_api_key",
+                "an API key is required: send X-Api-Key: <key> or Authorization: Bearer <key>",
+                "Bearer",
+            )
+            return
+        key = key.strip()
+        who: Principal | None = None
+        if len(key) <= MAX_KEY_LENGTH and auth.is_admin(key):
+            who = ADMIN
+        elif SESSION_KEY_SHAPE.match(key):
+            try:
+                who = await auth.identify(key)
+            except Exception:  # the database: let the dependency meet the same failure
+                await self.app(scope, receive, send)
+                return
+        if who is None:
+            await _refuse(
+                send, "invalid_api_key", "the API key is not valid", 'Bearer error="invalid_token"'
+            )
+            return
+        scope[PRINCIPAL_SCOPE_KEY] = who
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, code: str, message: str, challenge: str) -> None:
+    await send_error(
+        send,
+        401,
+        code,
+        message,
+        headers=[(b"www-authenticate", challenge.encode()), (b"connection", b"close")],
+    )

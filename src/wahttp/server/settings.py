@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     )
     send_burst: int = Field(5, alias="WAHTTP_SEND_BURST", ge=1, description="sends at once")
     max_body_bytes: int = Field(262144, alias="WAHTTP_MAX_BODY_BYTES", ge=1)
+    # The HTTP edge (server/edge.py): how long a client may take, and how many it may be.
+    header_timeout: float = Field(
+        10.0, alias="WAHTTP_HEADER_TIMEOUT", gt=0, description="seconds to send a request's headers"
+    )
+    request_timeout: float = Field(
+        30.0, alias="WAHTTP_REQUEST_TIMEOUT", gt=0, description="seconds to send a request's body"
+    )
+    idle_timeout: int = Field(
+        5, alias="WAHTTP_IDLE_TIMEOUT", ge=1, description="idle keep-alive seconds"
+    )
+    max_connections: int = Field(
+        1000, alias="WAHTTP_MAX_CONNECTIONS", ge=1, description="open HTTP connections at most"
+    )
 
     worker_url: str | None = Field(
         None,

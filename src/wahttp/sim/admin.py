@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from wahttp import apidocs
 from wahttp.sim.faults import (
     DEFAULT_CHAOS_KINDS,
     ChaosPlan,
@@ -127,7 +128,13 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def create_admin_app(server: SimServer) -> FastAPI:
-    app = FastAPI(title="wahttp simulator admin API", version="1")
+    app = FastAPI(
+        title="wahttp simulator admin API",
+        version="1",
+        docs_url=None,  # apidocs: the docs' scripts come from this process, not a CDN
+        redoc_url=None,
+    )
+    apidocs.install(app)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

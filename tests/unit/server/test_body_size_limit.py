@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -114,3 +115,44 @@ async def test_other_scopes_pass_through() -> None:
     await BodySizeLimit(app, 1)({"type": "lifespan"}, nothing, drop)
     await BodySizeLimit(app, 1)({"type": "websocket", "headers": []}, nothing, drop)
     assert seen == ["lifespan", "websocket"]
+
+
+class SlowClient(Client):
+    """Sends a chunk every `gap` seconds, then, once the body is complete, waits to disconnect."""
+
+    def __init__(self, chunks: list[bytes], gap: float, linger: float = 0.0) -> None:
+        super().__init__(chunks)
+        self.gap = gap
+        self.linger = linger
+
+    async def receive(self) -> Message:
+        if self.pulled >= len(self.chunks):
+            await asyncio.sleep(self.linger)
+            return {"type": "http.disconnect"}
+        await asyncio.sleep(self.gap)
+        return await super().receive()
+
+
+async def test_a_body_slower_than_the_timeout_gets_408_and_the_connection_closes() -> None:
+    app = ReadingApp()
+    client = SlowClient([b"x" * 10] * 100, gap=0.05)  # 5 s to send it all
+    limit = BodySizeLimit(app, 10_000, timeout=0.3)
+    async with asyncio.timeout(5):
+        await limit(http_scope(1000), client.receive, client.send)
+    assert app.disconnected and 2 <= client.pulled <= 10
+    assert client.status() == 408 and len(client.sent) == 2  # the app's answer was dropped
+    assert client.body()["error"]["code"] == "request_timeout"
+    assert (b"connection", b"close") in client.sent[0]["headers"]
+
+
+async def test_after_a_complete_body_receive_is_not_timed() -> None:
+    seen: list[str] = []
+
+    async def listening_app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        seen.append((await receive())["type"])  # waits longer than the timeout for the client
+
+    client = SlowClient([b"a", b"b"], gap=0.05, linger=0.6)
+    await BodySizeLimit(listening_app, 100, timeout=0.3)(http_scope(2), client.receive, client.send)
+    assert seen == ["http.disconnect"] and client.sent == []  # the client's, not a 408
