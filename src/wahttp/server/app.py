@@ -17,6 +17,7 @@ from wahttp.server.db import Database, start_embedded
 from wahttp.server.deps import Services
 from wahttp.server.events import ServiceEvents
 from wahttp.server.forwarding import Forwarder, ForwardToOwner
+from wahttp.server.http_guard import RejectControlCharacters
 from wahttp.server.limits import BodySizeLimit
 from wahttp.server.messages import MessageRepository, SessionSentStore
 from wahttp.server.ratelimit import SendRateLimiter
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(ForwardToOwner)  # inside the body limit: forwarded bodies are bounded
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RejectControlCharacters)  # outermost: before any lookup of a URL's parts
     app.state.send_limiter = SendRateLimiter(settings.send_rate, settings.send_burst)
     app.include_router(health.router)
     app.include_router(sessions.router)

@@ -34,6 +34,7 @@ from wahttp.server.schemas import (
 )
 from wahttp.server.sessions import ManagedSession
 from wahttp.server.state import SessionState
+from wahttp.server.store import SessionExists
 from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
@@ -56,9 +57,14 @@ async def create_session(services: ServicesDep, body: CreateSession | None = Non
         except WebhookPolicyError as exc:
             raise ApiError(400, "webhook_not_allowed", str(exc)) from exc
     session_id = body.id or secrets.token_hex(8)
-    if await services.repo.get(session_id) is not None:
-        raise ApiError(409, "session_exists", f"a session with id {session_id!r} exists already")
-    await services.repo.create(session_id, webhook_url=body.webhook_url, push_name=body.push_name)
+    try:  # the insert decides: many creating one id at once get one 201 and 409s
+        await services.repo.create(
+            session_id, webhook_url=body.webhook_url, push_name=body.push_name
+        )
+    except SessionExists as exc:
+        raise ApiError(
+            409, "session_exists", f"a session with id {session_id!r} exists already"
+        ) from exc
     await services.cluster.claim(session_id)  # runs here, or on a worker that claimed it first
     return Created(id=session_id)
 
