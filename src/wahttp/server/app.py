@@ -148,6 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RejectControlCharacters)  # outermost: before any lookup of a URL's parts
     app.state.send_limiter = SendRateLimiter(settings.send_rate, settings.send_burst)
+    app.state.pair_limiter = SendRateLimiter(
+        settings.pair_rate, settings.pair_burst, subject="new pairing codes"
+    )
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(webhook_routes.router)

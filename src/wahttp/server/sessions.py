@@ -54,6 +54,18 @@ StoreFactory = Callable[[str], AuthStore]
 StatusListener = Callable[["ManagedSession"], Awaitable[None] | None]
 
 
+# How long a pairing code is answered again to the same number (WhatsApp lets the phone enter
+# one for a few minutes; asking again sooner would replace the code the user is typing).
+PAIRING_CODE_TTL = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCode:
+    number: str
+    code: str
+    expires: float  # event loop time
+
+
 @dataclass(frozen=True, slots=True)
 class DisconnectInfo:
     code: int
@@ -88,6 +100,8 @@ class ManagedSession:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._registering = asyncio.Event()
+        self._pairing = asyncio.Lock()
+        self._pending_code: PendingCode | None = None
 
     # -- state -------------------------------------------------------------------------------
     async def set_state(self, state: SessionState) -> None:
@@ -98,6 +112,7 @@ class ManagedSession:
         if state != SessionState.AWAITING_PAIRING:
             self.qr = None
             self._registering.clear()
+            self._pending_code = None  # the registration stream it was asked on is gone
         await self.manager.notify(self)
 
     @property
@@ -250,9 +265,33 @@ class ManagedSession:
             if events is not None:
                 await events.after_send(self.id, message_id, str(to), ok)
 
-    async def request_pairing_code(self, number: str) -> str:
-        await self.wait_registering(self.manager.pairing_wait)
-        return await self.client.request_pairing_code(number)
+    async def request_pairing_code(
+        self, number: str, *, before_new: Callable[[], None] | None = None
+    ) -> str:
+        """A pairing code for `number` (digits, normalized): the pending one if there is one.
+
+        While a code asked for the same number is pending (same registration stream, under
+        PAIRING_CODE_TTL old), every caller gets that code: a new one would replace it, and
+        the user may be typing it. A different number replaces it. `before_new` runs (and may
+        raise, e.g. a rate limit) only when a new code is to be asked for.
+        """
+        async with self._pairing:  # concurrent callers queue here and then share the code
+            pending = self._pending_code
+            loop = asyncio.get_running_loop()
+            if (
+                pending is not None
+                and pending.number == number
+                and loop.time() < pending.expires
+                and self.state == SessionState.AWAITING_PAIRING
+                and self.client.connected
+            ):
+                return pending.code
+            if before_new is not None:
+                before_new()
+            await self.wait_registering(self.manager.pairing_wait)
+            code = await self.client.request_pairing_code(number)
+            self._pending_code = PendingCode(number, code, loop.time() + PAIRING_CODE_TTL)
+            return code
 
     async def logout(self) -> None:
         """Unlink from WhatsApp when linked and connected, then stop."""

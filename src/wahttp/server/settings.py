@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     )
     send_burst: int = Field(5, alias="WAHTTP_SEND_BURST", ge=1, description="sends at once")
     max_body_bytes: int = Field(262144, alias="WAHTTP_MAX_BODY_BYTES", ge=1)
+    pair_rate: float = Field(
+        2.0,
+        alias="WAHTTP_PAIR_RATE",
+        ge=0,
+        description="new pairing codes a minute per session; 0: no limit",
+    )
+    pair_burst: int = Field(3, alias="WAHTTP_PAIR_BURST", ge=1, description="new codes at once")
 
     worker_url: str | None = Field(
         None,

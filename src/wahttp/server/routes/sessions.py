@@ -14,7 +14,7 @@ from wahttp.server.auth import require_admin, require_session_access
 from wahttp.server.cluster import SessionPlacement
 from wahttp.server.deps import Services, ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
-from wahttp.server.ratelimit import SendLimiterDep
+from wahttp.server.ratelimit import PairLimiterDep, SendLimiterDep
 from wahttp.server.schemas import (
     MAX_TEXT,
     Created,
@@ -222,14 +222,26 @@ async def mark_read(
     return Done(success=True, id=message_id)
 
 
-@router.post("/{session_id}/pair-request", response_model=PairResponse)
-async def pair_request(row: SessionRow, body: PairRequest, services: ServicesDep) -> PairResponse:
-    """Ask for a pairing code for this phone number; the user enters it on the phone."""
+@router.post(
+    "/{session_id}/pair-request",
+    response_model=PairResponse,
+    responses={429: {"description": "too many new codes for this session: see Retry-After"}},
+)
+async def pair_request(
+    row: SessionRow, body: PairRequest, services: ServicesDep, limiter: PairLimiterDep
+) -> PairResponse:
+    """Ask for a pairing code for this phone number; the user enters it on the phone.
+
+    While a code for the same number is pending, it is answered again (to every caller at
+    once too); only new codes count against WAHTTP_PAIR_BURST / WAHTTP_PAIR_RATE (429).
+    """
     session = await live_session(services, row.id)
     if await session.is_linked():
         raise ApiError(409, "already_linked", "the session is linked already; delete it to re-pair")
     try:
-        code = await session.request_pairing_code(body.number)
+        code = await session.request_pairing_code(
+            body.number, before_new=lambda: limiter.check(row.id)
+        )
     except TimeoutError as exc:
         raise ApiError(503, "not_connected", "could not reach WhatsApp to request a code") from exc
     except PairingError as exc:
