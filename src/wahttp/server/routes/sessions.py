@@ -32,7 +32,7 @@ from wahttp.server.schemas import (
     SessionSummary,
     parse_recipient,
 )
-from wahttp.server.sessions import ManagedSession
+from wahttp.server.sessions import CertificateRefused, ManagedSession
 from wahttp.server.state import SessionState
 from wahttp.server.store import SessionExists
 from wahttp.server.webhook_policy import WebhookPolicyError
@@ -145,6 +145,8 @@ async def session_qr(
             await session.wait_registering(services.settings.pairing_wait)
         except TimeoutError as exc:
             raise ApiError(503, "qr_unavailable", "no QR yet: WhatsApp is not reachable") from exc
+        except CertificateRefused as exc:
+            raise certificate_refused(exc) from exc
     qr = session.qr
     if qr is None:
         raise ApiError(503, "qr_unavailable", "no QR at the moment, try again")
@@ -153,6 +155,11 @@ async def session_qr(
         segno.make(qr, error="l").save(buffer, kind="png", scale=6, border=2)
         return Response(buffer.getvalue(), media_type="image/png")
     return QRResponse(qr=qr)
+
+
+def certificate_refused(exc: CertificateRefused) -> ApiError:
+    """503: WhatsApp's server (or whatever answers at WAHTTP_WA_URL) is not the one we trust."""
+    return ApiError(503, "server_certificate_refused", str(exc))
 
 
 def open_session(services: Services, session_id: str) -> ManagedSession:
@@ -244,6 +251,8 @@ async def pair_request(
         )
     except TimeoutError as exc:
         raise ApiError(503, "not_connected", "could not reach WhatsApp to request a code") from exc
+    except CertificateRefused as exc:
+        raise certificate_refused(exc) from exc
     except PairingError as exc:
         raise ApiError(409, "pairing_failed", str(exc)) from exc
     except WAError as exc:
