@@ -161,3 +161,25 @@ async def test_lone_surrogates_and_escaped_nul_in_json_are_400(
     with no_tracebacks(caplog):
         resp = await api.post(url, content=raw, headers={"Content-Type": "application/json"})
         assert_client_error(resp, 400)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "raw"),
+    [
+        ("POST", "/sessions", b'{"id": "\xff\xfe"}'),  # not UTF-8
+        ("POST", "/sessions", b"[" * 50_000 + b"]" * 50_000),  # nested past the recursion limit
+        ("POST", "/sessions", b'{"id": "x", "id": 5}'),
+        ("GET", "/sessions/%ff%fe/status", b""),
+        ("GET", "/sessions/hostile/webhook/deliveries?limit=1e9&before=0x10", b""),
+        ("POST", "/keys", b'{"session": "hostile", "name": "' + b"n" * 101 + b'"}'),
+    ],
+)
+async def test_malformed_requests_are_4xx_without_a_traceback(
+    api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, method: str, url: str, raw: bytes
+) -> None:
+    assert (await api.post("/sessions", json={"id": "hostile"})).status_code == 201
+    with no_tracebacks(caplog):
+        resp = await api.request(
+            method, url, content=raw or None, headers={"Content-Type": "application/json"}
+        )
+        assert_client_error(resp)
