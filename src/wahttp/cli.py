@@ -12,11 +12,21 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wahttp.server.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wahttp", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="DEBUG, INFO, WARNING (default INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("sim", help="run the simulated WhatsApp network (sandbox)")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
@@ -88,15 +98,59 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "auth":
         from wahttp.server.auth_cli import run_auth_command
 
-        sys.exit(asyncio.run(run_auth_command(args)))
+        sys.exit(asyncio.run(run_auth_command(args, load_settings())))
+
+
+CONFIG_ERROR = 2  # the exit code of a bad setting, as for a bad command line
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; on a bad one, one line per setting and exit 2.
+
+    Never a traceback, and never a value: WAHTTP_API_KEY, webhook secrets and encryption keys
+    are settings too.
+    """
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from wahttp.server.settings import Settings, describe_errors
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = describe_errors(exc)
+    except SettingsError as exc:  # a value the environment source could not even parse
+        lines = [str(exc).splitlines()[0] if str(exc) else "a setting could not be read"]
+    except ValueError as exc:  # a validator's own error that pydantic did not wrap
+        lines = [str(exc)]
+    for line in lines:
+        print(f"wahttp: configuration error: {line}", file=sys.stderr)
+    sys.exit(CONFIG_ERROR)
+
+
+def _check_encryption_key(settings: Settings) -> None:
+    """A malformed WAHTTP_ENCRYPTION_KEY[_FILE] fails here in one line, not in the lifespan."""
+    from wahttp.server.at_rest import sealer_from_settings
+    from wahttp.wa.auth.sealing import KeyConfigError
+
+    quiet = logging.getLogger("wahttp.server.at_rest")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # startup_sealer says it again, once, when the app starts
+    try:
+        sealer_from_settings(settings)
+    except KeyConfigError as exc:  # its messages name the setting, never the key
+        print(f"wahttp: configuration error: {exc}", file=sys.stderr)
+        sys.exit(CONFIG_ERROR)
+    finally:
+        quiet.setLevel(level)
 
 
 def _serve(args: argparse.Namespace) -> None:
     from wahttp.server.app import create_app
     from wahttp.server.edge import uvicorn_config
-    from wahttp.server.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
+    _check_encryption_key(settings)
     if args.host:
         settings.host = args.host
     if args.port is not None:

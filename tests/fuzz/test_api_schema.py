@@ -144,3 +144,53 @@ async def test_every_route_is_in_the_schema(service: Service) -> None:
     async with httpx.AsyncClient(base_url=service.url) as anonymous:
         paths: dict[str, dict[str, Any]] = (await anonymous.get("/openapi.json")).json()["paths"]
     assert sorted((m.upper(), p) for p, ops in paths.items() for m in ops) == sorted(_operations())
+
+
+_CONTROL = st.characters(max_codepoint=0x1F) | st.just("\x7f")
+_HOSTILE = st.builds(
+    lambda head, bad, tail: head + bad + tail,
+    st.text(alphabet="abc019-_.", max_size=8),
+    _CONTROL,
+    st.text(max_size=8),
+)
+_HOSTILE_URLS = [
+    ("GET", "/sessions/{}/status"),
+    ("DELETE", "/sessions/{}"),
+    ("GET", "/sessions/" + KNOWN_SESSION + "/messages/{}"),
+    ("GET", "/sessions/" + KNOWN_SESSION + "/webhook/deliveries?status={}"),
+    ("GET", "/keys?session={}"),
+]
+
+
+def _hostile(base_url: str, auth: dict[str, str]) -> None:
+    """Hypothesis over hostile URLs (in a worker thread, like _fuzz)."""
+    from urllib.parse import quote
+
+    base = f"/sessions/{KNOWN_SESSION}/webhook/deliveries"
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+
+        @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+        @given(value=_HOSTILE, target=st.sampled_from(_HOSTILE_URLS), keyed=st.booleans())
+        def urls(value: str, target: tuple[str, str], keyed: bool) -> None:
+            method, template = target
+            url = template.format(quote(value, safe=""))
+            resp = http.request(method, url, headers=auth if keyed else {})
+            assert resp.status_code == 400, (method, url, resp.text)
+            assert resp.json()["error"]["code"] == "invalid_request"
+
+        @settings(max_examples=20, deadline=None, derandomize=True, database=None)
+        @given(n=st.integers(min_value=2**63, max_value=2**200) | st.integers(max_value=0))
+        def integers(n: int) -> None:
+            assert http.get(f"{base}?before={n}", headers=auth).status_code == 400
+            assert http.post(f"{base}/{n}/retry", headers=auth).status_code == 400
+
+        urls()
+        integers()
+
+
+@pytest.mark.parametrize("db_dsn", ["postgres"], indirect=True)
+async def test_hostile_urls_and_integers_are_400(service: Service) -> None:
+    """Control characters anywhere in a URL, integers past int64: 400, with or without a key."""
+    async with service.http() as api:
+        assert (await api.post("/sessions", json={"id": KNOWN_SESSION})).status_code == 201
+    await asyncio.to_thread(_hostile, service.url, _auth(service))

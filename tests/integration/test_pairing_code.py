@@ -66,7 +66,13 @@ def test_numbers_are_normalized(raw: str, digits: str) -> None:
     assert normalize_number(raw) == digits
 
 
-@pytest.mark.parametrize("raw", ["", "+", "12ab", "0123456789", "123", "1" * 16])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *("", "+", "12ab", "0123456789", "123", "1" * 16, "1555\x001234567"),
+        "1" + "".join(chr(0x0660 + int(d)) for d in "5551234567"),  # not ASCII digits
+    ],
+)
 def test_implausible_numbers_are_refused(raw: str) -> None:
     with pytest.raises(ValueError):
         normalize_number(raw)

@@ -18,6 +18,7 @@ from wahttp.server.deps import Services
 from wahttp.server.edge import ResponseHeaders
 from wahttp.server.events import ServiceEvents
 from wahttp.server.forwarding import Forwarder, ForwardToOwner
+from wahttp.server.http_guard import RejectControlCharacters
 from wahttp.server.limits import BodySizeLimit
 from wahttp.server.messages import MessageRepository, SessionSentStore
 from wahttp.server.ratelimit import SendRateLimiter
@@ -154,7 +155,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout=settings.request_timeout
     )
     app.add_middleware(ResponseHeaders)  # Cache-Control: no-store on every answer
+    app.add_middleware(RejectControlCharacters)  # outermost: before any lookup of a URL's parts
     app.state.send_limiter = SendRateLimiter(settings.send_rate, settings.send_burst)
+    app.state.pair_limiter = SendRateLimiter(
+        settings.pair_rate, settings.pair_burst, subject="new pairing codes"
+    )
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(webhook_routes.router)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -90,6 +91,21 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def unstorable(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # Last resort: a value PostgreSQL refuses (NUL in text, a number out of range, an
+        # untranslatable character) came from the request, since validation should have
+        # stopped it. One line naming the error class, never the value, and no traceback.
+        log.warning(
+            "%s %s: the database refused a value (%s); answered 400",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return JSONResponse(
+            error_body("invalid_request", "a value in the request cannot be stored"), 400
+        )
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:

@@ -4,6 +4,9 @@ Each session may send `burst` messages at once, then `per_minute` a minute (WAHT
 WAHTTP_SEND_RATE; a rate of 0 turns the limit off). The defaults (5 at once, 20 a minute) keep
 to a human pace, which makes an account less likely to be flagged as a bot by WhatsApp.
 
+The same buckets limit new pairing codes (`pair_limiter`: WAHTTP_PAIR_BURST at once, then
+WAHTTP_PAIR_RATE a minute): asking WhatsApp for codes in a loop is what gets a number flagged.
+
 A send over the limit is answered 429 with `Retry-After` (whole seconds, rounded up) and the
 same number as `retry_after` in the error body. The buckets live in this process: with several
 workers each limits the sessions it serves (a session is owned by one worker).
@@ -34,10 +37,16 @@ class SendRateLimiter:
     """Token buckets keyed by session id: `burst` tokens, refilled at `per_minute` a minute."""
 
     def __init__(
-        self, per_minute: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+        self,
+        per_minute: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        subject: str = "messages",
     ) -> None:
         if per_minute < 0 or burst < 1:
             raise ValueError("the rate must be >= 0 and the burst >= 1")
+        self.subject = subject  # what is limited, for the 429's message
         self.per_minute = per_minute
         self.burst = burst
         self._per_second = per_minute / 60.0
@@ -75,7 +84,7 @@ class SendRateLimiter:
             raise ApiError(
                 429,
                 "rate_limited",
-                f"too many messages from this session: at most {self.burst} at once and "
+                f"too many {self.subject} for this session: at most {self.burst} at once and "
                 f"{self.per_minute:g} a minute; retry in {seconds} s",
                 headers={"Retry-After": str(seconds)},
                 retry_after=seconds,
@@ -102,3 +111,12 @@ def send_limiter(request: Request) -> SendRateLimiter:
 
 
 SendLimiterDep = Annotated[SendRateLimiter, Depends(send_limiter)]
+
+
+def pair_limiter(request: Request) -> SendRateLimiter:
+    """The app's limiter of new pairing codes (`app.state.pair_limiter`, set by create_app)."""
+    limiter: SendRateLimiter = request.app.state.pair_limiter
+    return limiter
+
+
+PairLimiterDep = Annotated[SendRateLimiter, Depends(pair_limiter)]

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from wahttp.server.webhooks import check_url
 from wahttp.wa.client.pair_code import normalize_number
 from wahttp.wa.jid import LID, S_WHATSAPP_NET, Jid
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+INT64_MAX = 2**63 - 1  # PostgreSQL's bigint: integer path and query parameters end here
+
+# Characters no stored string may hold: NUL (PostgreSQL's text cannot) and lone surrogates
+# (not UTF-8); names and ids refuse every other control character too (tab, newline, ESC...).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (NUL, tab, newline, ...)")
+    return value
+
+
+def no_nul(value: str) -> str:
+    if _UNSTORABLE.search(value):
+        raise ValueError("must not contain NUL characters or lone surrogates")
+    return value
+
+
+Name = Annotated[str, AfterValidator(no_control_characters)]
+"""A name, id or number in a request body: printable text only."""
+Text = Annotated[str, AfterValidator(no_nul)]
+"""Free text (a message): newlines and tabs are fine, NUL is not."""
 
 
 class CreateSession(BaseModel):
@@ -19,7 +44,7 @@ class CreateSession(BaseModel):
 
     id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN, description="chosen id")
     webhook_url: str | None = Field(default=None, alias="webhookUrl", max_length=2048)
-    push_name: str | None = Field(default=None, alias="pushName", max_length=64)
+    push_name: Name | None = Field(default=None, alias="pushName", max_length=64)
 
     @field_validator("webhook_url")
     @classmethod
@@ -42,8 +67,8 @@ MAX_TEXT = 65536
 class SendMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    to: str = Field(min_length=1, max_length=128, description="phone number (+E.164) or JID")
-    message: str = Field(min_length=1, description="the text to send")
+    to: Name = Field(min_length=1, max_length=128, description="phone number (+E.164) or JID")
+    message: Text = Field(min_length=1, description="the text to send")
 
     @field_validator("message")
     @classmethod
@@ -98,7 +123,7 @@ class SessionSummary(BaseModel):
 class PairRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    number: str = Field(min_length=1, max_length=32, description="phone number, e.g. +1234567890")
+    number: Name = Field(min_length=1, max_length=32, description="phone number, e.g. +1234567890")
 
     @field_validator("number")
     @classmethod

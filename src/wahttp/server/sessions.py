@@ -54,11 +54,35 @@ StoreFactory = Callable[[str], AuthStore]
 StatusListener = Callable[["ManagedSession"], Awaitable[None] | None]
 
 
+# How long a pairing code is answered again to the same number (WhatsApp lets the phone enter
+# one for a few minutes; asking again sooner would replace the code the user is typing).
+PAIRING_CODE_TTL = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCode:
+    number: str
+    code: str
+    expires: float  # event loop time
+
+
 @dataclass(frozen=True, slots=True)
 class DisconnectInfo:
     code: int
     reason: str
     at: datetime
+
+
+CERTIFICATE_REFUSED = 495  # nginx's "SSL certificate error": ours is the Noise chain's
+CERTIFICATE_HINT = "server certificate refused: check WAHTTP_WA_ROOT_KEY / WAHTTP_WA_URL"
+
+
+class CertificateRefused(CertificateError):
+    """The last connection attempt refused the server's certificate chain.
+
+    Raised at once to callers waiting for a registration stream (pair-request, /qr), instead
+    of their waiting for one that cannot come; the session keeps retrying with backoff.
+    """
 
 
 def _now() -> datetime:
@@ -88,6 +112,11 @@ class ManagedSession:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._registering = asyncio.Event()
+        self._pairing = asyncio.Lock()
+        self._refused: DisconnectInfo | None = None  # the last attempt's certificate refusal
+        self._refusal = asyncio.Event()
+        self._refusal_logged: str | None = None  # logged once until a connection succeeds
+        self._pending_code: PendingCode | None = None
 
     # -- state -------------------------------------------------------------------------------
     async def set_state(self, state: SessionState) -> None:
@@ -98,6 +127,7 @@ class ManagedSession:
         if state != SessionState.AWAITING_PAIRING:
             self.qr = None
             self._registering.clear()
+            self._pending_code = None  # the registration stream it was asked on is gone
         await self.manager.notify(self)
 
     @property
@@ -166,24 +196,43 @@ class ManagedSession:
         await self.set_state(SessionState.STOPPED)
 
     async def _connect_once(self) -> tuple[int, str]:
+        # Waiters for a registration stream hear of a refusal during the backoff after it;
+        # from here on they wait for this attempt's outcome.
+        self._refused = None
+        self._refusal.clear()
         try:
             await self.client.connect()
         except CertificateError as exc:
-            self.log.error("server certificate refused: %s", exc)
-            return 495, "server certificate refused"
+            return self._certificate_refused(exc)
         except HandshakeError as exc:
-            return 500, f"handshake failed: {exc}"
-        except ConnectionClosed as exc:
-            return exc.code, exc.reason
+            return self._attempt_failed(500, f"handshake failed: {exc}")
+        except ConnectionClosed as exc:  # not reached (refused, timed out): the status says so
+            return self._attempt_failed(exc.code, exc.reason)
         except SealError as exc:  # wrong or missing WAHTTP_ENCRYPTION_KEY: say so loudly
             self.log.error("auth state cannot be opened: %s", exc)
-            self.last_disconnect = DisconnectInfo(500, str(exc), _now())
-            return 500, str(exc)
+            return self._attempt_failed(500, str(exc))
         except WAError as exc:
-            return 500, str(exc)
+            return self._attempt_failed(500, str(exc))
+        self._refusal_logged = None
         code, reason = await self.client.wait_closed()
         self.last_disconnect = DisconnectInfo(code, reason, _now())
         return code, reason
+
+    def _attempt_failed(self, code: int, reason: str) -> tuple[int, str]:
+        self.last_disconnect = DisconnectInfo(code, reason, _now())
+        return code, reason
+
+    def _certificate_refused(self, exc: CertificateError) -> tuple[int, str]:
+        """Record a refused server certificate: in the status, and once in the log."""
+        reason = f"{CERTIFICATE_HINT} ({exc})"
+        if self._refusal_logged != reason:
+            self.log.error("%s; retrying with backoff", reason)  # once, not at every retry
+            self._refusal_logged = reason
+        else:
+            self.log.debug("%s (again)", CERTIFICATE_HINT)
+        self._refused = self.last_disconnect = DisconnectInfo(CERTIFICATE_REFUSED, reason, _now())
+        self._refusal.set()
+        return CERTIFICATE_REFUSED, reason
 
     async def _after_close(self, code: int, reason: str) -> str:
         """Decide what a close means: 'again' (at once), 'retry' (backoff) or 'stop'."""
@@ -225,11 +274,29 @@ class ManagedSession:
                 self.log.error("auth folder left behind the database: %s", exc)
 
     async def wait_registering(self, timeout: float) -> None:
-        """Until a registration stream is open (QR shown); starts the session if needed."""
+        """Until a registration stream is open (QR shown); starts the session if needed.
+
+        TimeoutError after `timeout`; CertificateRefused as soon as an attempt refuses the
+        server's certificate (or at once if the last one did): waiting cannot help then.
+        """
         if not self.running:
             self.start()
-        async with asyncio.timeout(timeout):
-            await self._registering.wait()
+        if self._registering.is_set():
+            return
+        registering = asyncio.ensure_future(self._registering.wait())
+        refused = asyncio.ensure_future(self._refusal.wait())
+        try:
+            await asyncio.wait(
+                (registering, refused), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            registering.cancel()
+            refused.cancel()
+        if self._registering.is_set():
+            return
+        if self._refused is not None:
+            raise CertificateRefused(self._refused.reason)
+        raise TimeoutError
 
     async def send_text(self, to: Jid, text: str) -> SendResult:
         """Send a text; its status is recorded (pending, then sent or failed)."""
@@ -250,9 +317,33 @@ class ManagedSession:
             if events is not None:
                 await events.after_send(self.id, message_id, str(to), ok)
 
-    async def request_pairing_code(self, number: str) -> str:
-        await self.wait_registering(self.manager.pairing_wait)
-        return await self.client.request_pairing_code(number)
+    async def request_pairing_code(
+        self, number: str, *, before_new: Callable[[], None] | None = None
+    ) -> str:
+        """A pairing code for `number` (digits, normalized): the pending one if there is one.
+
+        While a code asked for the same number is pending (same registration stream, under
+        PAIRING_CODE_TTL old), every caller gets that code: a new one would replace it, and
+        the user may be typing it. A different number replaces it. `before_new` runs (and may
+        raise, e.g. a rate limit) only when a new code is to be asked for.
+        """
+        async with self._pairing:  # concurrent callers queue here and then share the code
+            pending = self._pending_code
+            loop = asyncio.get_running_loop()
+            if (
+                pending is not None
+                and pending.number == number
+                and loop.time() < pending.expires
+                and self.state == SessionState.AWAITING_PAIRING
+                and self.client.connected
+            ):
+                return pending.code
+            if before_new is not None:
+                before_new()
+            await self.wait_registering(self.manager.pairing_wait)
+            code = await self.client.request_pairing_code(number)
+            self._pending_code = PendingCode(number, code, loop.time() + PAIRING_CODE_TTL)
+            return code
 
     async def logout(self) -> None:
         """Unlink from WhatsApp when linked and connected, then stop."""

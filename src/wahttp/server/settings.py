@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wahttp.server.webhook_policy import WebhookPolicy
 from wahttp.server.webhooks import check_url
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
 from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
+
+MIN_API_KEY_LENGTH = 24
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -91,8 +94,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         alias="WAHTTP_API_KEY",
-        min_length=24,
-        description="the admin key; unset: one is made in <WAHTTP_DATA_DIR>/admin-api-key",
+        description="the admin key (24+ characters); unset: one is made in"
+        " <WAHTTP_DATA_DIR>/admin-api-key",
     )
     auth: Literal["on", "off"] = Field(
         "on", alias="WAHTTP_AUTH", description="off: no API keys at all (the original's way)"
@@ -115,6 +118,13 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         1000, alias="WAHTTP_MAX_CONNECTIONS", ge=1, description="open HTTP connections at most"
     )
+    pair_rate: float = Field(
+        2.0,
+        alias="WAHTTP_PAIR_RATE",
+        ge=0,
+        description="new pairing codes a minute per session; 0: no limit",
+    )
+    pair_burst: int = Field(3, alias="WAHTTP_PAIR_BURST", ge=1, description="new codes at once")
 
     worker_url: str | None = Field(
         None,
@@ -165,6 +175,30 @@ class Settings(BaseSettings):
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("api_key")
+    @classmethod
+    def _usable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Presented keys are stripped, so a key with spaces around it would never match.
+        # The messages never include the key (see describe_errors).
+        if value is None:
+            return None
+        key = value.get_secret_value()
+        if key != key.strip():
+            raise ValueError("has leading or trailing whitespace, so no request could match it")
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise ValueError("contains a control character")
+        if len(key) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"must have at least {MIN_API_KEY_LENGTH} characters")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("wa_root_key")
     @classmethod
     def _root_key(cls, value: str | None) -> str | None:
@@ -185,3 +219,18 @@ class Settings(BaseSettings):
         cfg.keepalive_interval = self.keepalive_interval
         cfg.keepalive_grace = self.keepalive_grace
         return cfg
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per bad setting, `NAME: what is wrong`, never its value (secrets among them)."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err.get("loc", ()))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        value = err.get("input")
+        if isinstance(value, str) and len(value) >= 4:
+            message = message.replace(value, "<value>")  # a custom message quoting its input
+        line = f"{where}: {message}" if where else message
+        if line not in lines:
+            lines.append(line)
+    return lines

@@ -110,15 +110,18 @@ class SessionRepository:
         """Insert a new session (auth_format 'keys'); SessionExists if the id is taken."""
         if not id:
             raise ValueError("session id must not be empty")
-        async with self._db.acquire() as conn:
-            record = await conn.fetchrow(
-                "INSERT INTO sessions (id, webhook_url, push_name, auth_format)"
-                " VALUES ($1, $2, $3, 'keys') ON CONFLICT (id) DO NOTHING"
-                f" RETURNING {_SESSION_COLUMNS}",
-                id,
-                webhook_url,
-                push_name,
-            )
+        try:
+            async with self._db.acquire() as conn:
+                record = await conn.fetchrow(
+                    "INSERT INTO sessions (id, webhook_url, push_name, auth_format)"
+                    " VALUES ($1, $2, $3, 'keys') ON CONFLICT (id) DO NOTHING"
+                    f" RETURNING {_SESSION_COLUMNS}",
+                    id,
+                    webhook_url,
+                    push_name,
+                )
+        except asyncpg.UniqueViolationError:  # a unique index other than the id's own
+            record = None
         if record is None:
             raise SessionExists(f"session {id!r} already exists")
         return _session_row(record)

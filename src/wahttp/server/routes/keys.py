@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wahttp.server.auth import ApiAuth, ApiKeyRepository, ApiKeyRow, get_auth, require_admin
 from wahttp.server.errors import ApiError, not_found
-from wahttp.server.schemas import SESSION_ID_PATTERN, Deleted
+from wahttp.server.schemas import SESSION_ID_PATTERN, Deleted, Name
 
 router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[Depends(require_admin)])
 
@@ -29,7 +29,7 @@ class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     session: str = Field(pattern=SESSION_ID_PATTERN, description="the session the key reaches")
-    name: str | None = Field(default=None, max_length=100, description="a label for people")
+    name: Name | None = Field(default=None, max_length=100, description="a label for people")
 
 
 class KeyInfo(BaseModel):

@@ -14,7 +14,7 @@ from wahttp.server.auth import require_admin, require_session_access
 from wahttp.server.cluster import SessionPlacement
 from wahttp.server.deps import Services, ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
-from wahttp.server.ratelimit import SendLimiterDep
+from wahttp.server.ratelimit import PairLimiterDep, SendLimiterDep
 from wahttp.server.schemas import (
     MAX_TEXT,
     Created,
@@ -32,8 +32,9 @@ from wahttp.server.schemas import (
     SessionSummary,
     parse_recipient,
 )
-from wahttp.server.sessions import ManagedSession
+from wahttp.server.sessions import CertificateRefused, ManagedSession
 from wahttp.server.state import SessionState
+from wahttp.server.store import SessionExists
 from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
@@ -56,9 +57,14 @@ async def create_session(services: ServicesDep, body: CreateSession | None = Non
         except WebhookPolicyError as exc:
             raise ApiError(400, "webhook_not_allowed", str(exc)) from exc
     session_id = body.id or secrets.token_hex(8)
-    if await services.repo.get(session_id) is not None:
-        raise ApiError(409, "session_exists", f"a session with id {session_id!r} exists already")
-    await services.repo.create(session_id, webhook_url=body.webhook_url, push_name=body.push_name)
+    try:  # the insert decides: many creating one id at once get one 201 and 409s
+        await services.repo.create(
+            session_id, webhook_url=body.webhook_url, push_name=body.push_name
+        )
+    except SessionExists as exc:
+        raise ApiError(
+            409, "session_exists", f"a session with id {session_id!r} exists already"
+        ) from exc
     await services.cluster.claim(session_id)  # runs here, or on a worker that claimed it first
     return Created(id=session_id)
 
@@ -139,6 +145,8 @@ async def session_qr(
             await session.wait_registering(services.settings.pairing_wait)
         except TimeoutError as exc:
             raise ApiError(503, "qr_unavailable", "no QR yet: WhatsApp is not reachable") from exc
+        except CertificateRefused as exc:
+            raise certificate_refused(exc) from exc
     qr = session.qr
     if qr is None:
         raise ApiError(503, "qr_unavailable", "no QR at the moment, try again")
@@ -147,6 +155,11 @@ async def session_qr(
         segno.make(qr, error="l").save(buffer, kind="png", scale=6, border=2)
         return Response(buffer.getvalue(), media_type="image/png")
     return QRResponse(qr=qr)
+
+
+def certificate_refused(exc: CertificateRefused) -> ApiError:
+    """503: WhatsApp's server (or whatever answers at WAHTTP_WA_URL) is not the one we trust."""
+    return ApiError(503, "server_certificate_refused", str(exc))
 
 
 def open_session(services: Services, session_id: str) -> ManagedSession:
@@ -216,16 +229,30 @@ async def mark_read(
     return Done(success=True, id=message_id)
 
 
-@router.post("/{session_id}/pair-request", response_model=PairResponse)
-async def pair_request(row: SessionRow, body: PairRequest, services: ServicesDep) -> PairResponse:
-    """Ask for a pairing code for this phone number; the user enters it on the phone."""
+@router.post(
+    "/{session_id}/pair-request",
+    response_model=PairResponse,
+    responses={429: {"description": "too many new codes for this session: see Retry-After"}},
+)
+async def pair_request(
+    row: SessionRow, body: PairRequest, services: ServicesDep, limiter: PairLimiterDep
+) -> PairResponse:
+    """Ask for a pairing code for this phone number; the user enters it on the phone.
+
+    While a code for the same number is pending, it is answered again (to every caller at
+    once too); only new codes count against WAHTTP_PAIR_BURST / WAHTTP_PAIR_RATE (429).
+    """
     session = await live_session(services, row.id)
     if await session.is_linked():
         raise ApiError(409, "already_linked", "the session is linked already; delete it to re-pair")
     try:
-        code = await session.request_pairing_code(body.number)
+        code = await session.request_pairing_code(
+            body.number, before_new=lambda: limiter.check(row.id)
+        )
     except TimeoutError as exc:
         raise ApiError(503, "not_connected", "could not reach WhatsApp to request a code") from exc
+    except CertificateRefused as exc:
+        raise certificate_refused(exc) from exc
     except PairingError as exc:
         raise ApiError(409, "pairing_failed", str(exc)) from exc
     except WAError as exc:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wahttp.server.auth import require_session_access
 from wahttp.server.deps import SessionRow
 from wahttp.server.errors import ApiError
+from wahttp.server.schemas import INT64_MAX
 from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.server.webhooks import (
     MAX_URL_LENGTH,
@@ -118,7 +119,9 @@ async def list_deliveries(
     webhooks: WebhooksDep,
     status: Annotated[DeliveryStatus | None, Query(description="only this status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="page: ids below this one")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="page: ids below this one")
+    ] = None,
 ) -> list[Delivery]:
     """The session's deliveries (its own webhook's and the global one's), newest first."""
     rows = await webhooks.deliveries(row.id, status=status, limit=limit, before=before)
@@ -128,7 +131,7 @@ async def list_deliveries(
 @router.post("/{session_id}/webhook/deliveries/{delivery_id}/retry", response_model=Delivery)
 async def retry_delivery(
     row: SessionRow,
-    delivery_id: Annotated[int, Path(ge=1)],
+    delivery_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
     webhooks: WebhooksDep,
 ) -> Delivery:
     """Queue a dead delivery again (with a fresh count of attempts)."""

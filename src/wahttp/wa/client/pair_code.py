@@ -52,7 +52,7 @@ def new_code() -> str:
 def normalize_number(number: str) -> str:
     """Digits of an international number (E.164 without '+'); ValueError saying why otherwise."""
     digits = re.sub(r"[\s\-().]", "", number).removeprefix("+")
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise ValueError("a phone number has digits only (with an optional leading +)")
     if not _NUMBER.match(digits):
         raise ValueError("a phone number has 7 to 15 digits with its country code, no leading 0")
