@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from wahttp.server.db import UNAVAILABLE_ERRORS, describe
+
 log = logging.getLogger(__name__)
 
 
@@ -88,6 +90,20 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL is down or restarting: a 503 to retry, not a crash (and no trace logged).
+        log.warning(
+            "%s %s: the database is unavailable (%s)",
+            request.method,
+            request.url.path,
+            describe(exc),
+        )
+        body = error_body("database_unavailable", "the database is unavailable; retry shortly")
+        return JSONResponse(body, 503, headers={"Retry-After": "2"})
+
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, database_unavailable)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
