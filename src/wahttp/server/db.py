@@ -128,13 +128,32 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 
 def is_unavailable(exc: BaseException) -> bool:
     """True for a failure that means the database could not be reached (see _UNAVAILABLE)."""
-    return isinstance(exc, DatabaseUnavailable | _UNAVAILABLE)
+    return isinstance(exc, _UNAVAILABLE)  # DatabaseUnavailable is an OSError
 
 
 def describe(exc: BaseException) -> str:
     """A short, DSN-free description for logs: the error's type and its first line."""
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _NoTraceWhileDown(logging.Filter):
+    """asyncpg's pool logs each failed reconnect of its floor with a traceback: while the server
+    is down that is expected, so keep the warning and name the error instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.exc_info
+            and record.exc_info[1] is not None
+            and is_unavailable(record.exc_info[1])
+        ):
+            record.msg = f"{record.msg} ({describe(record.exc_info[1])})"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_LOG_FILTER = _NoTraceWhileDown()
 
 
 class Database:
@@ -169,6 +188,7 @@ class Database:
         acquire_timeout: float = 5.0,
     ) -> Database:
         """Open a pool; `server_settings` (e.g. {"search_path": ...}) apply to every connection."""
+        logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)  # once: a set of filters
         try:
             pool = await asyncpg.create_pool(
                 dsn,
