@@ -170,6 +170,7 @@ class Cluster:
         self._stopping = False
         self._unhosted: dict[str, int] = {}  # owned but not running here -> scans seen so
         self._last_scan = 0.0  # monotonic time of the last scan that completed
+        self._settle_until = 0.0  # monotonic: after a rejoin, claim no orphans before then
         self.loop_restarts = 0  # times the supervisor had to start the scan loop again
 
     # -- membership ----------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class Cluster:
             self._unhosted.clear()
         if self._stopping:
             return
-        self.worker_id = new_worker_id()
+        old_id, self.worker_id = self.worker_id, new_worker_id()
         while not self._stopping:
             try:
                 await self._join()
@@ -310,7 +311,13 @@ class Cluster:
             except Exception as exc:
                 log.warning("rejoining failed (%s); retrying", describe(exc))
                 await asyncio.sleep(self.interval)
-        log.info("worker %s rejoined", self.worker_id)
+        # After a database outage every worker rejoins within about an interval of its return:
+        # claiming at once, the first back would take every session and hand most back again.
+        self._settle_until = time.monotonic() + 2 * self.interval
+        with contextlib.suppress(*_DB_ERRORS):  # our row from before, if _leave could not
+            async with asyncio.timeout(self.interval), self.db.acquire() as conn:
+                await conn.execute("DELETE FROM wahttp_workers WHERE id = $1", old_id)
+        log.info("worker %s rejoined (was %s)", self.worker_id, old_id)
         self._wake.set()
 
     async def _leave(self, *, graceful: bool) -> None:
@@ -388,6 +395,8 @@ class Cluster:
             if self._lock_conn is None:
                 return
             await self._reconcile()
+            if time.monotonic() < self._settle_until:
+                return  # just rejoined: the others are rejoining too (see _fence)
             async with self.db.acquire() as conn:
                 share = await conn.fetchrow(_SHARE, self.worker_id)
             target = fair_share(share["sessions"], share["workers"])
