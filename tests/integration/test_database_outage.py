@@ -426,7 +426,8 @@ async def test_a_dead_loop_is_restarted_and_seen(worker: Worker) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert cluster.loop_restarts == 1
-    assert cluster._task is not task and not cluster._task.done()
+    restarted = cluster._task
+    assert restarted is not None and restarted is not task and not restarted.done()
 
 
 async def test_pool_acquire_is_bounded_while_the_server_is_down(pg: PrivatePostgres) -> None:
