@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -37,16 +40,20 @@ def postgres_dsn() -> str:
 
 
 @pytest.fixture(scope="session")
-def embedded_server(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, EmbeddedPostgres]]:
-    """One embedded server for the whole test session (fsync off: test data only)."""
-    data_dir = tmp_path_factory.mktemp("embedded-pg")
-    dsn, handle = run_sync(start_embedded(data_dir, durable=False))
+def embedded_server() -> Iterator[tuple[str, EmbeddedPostgres]]:
+    """One embedded server for the whole test session (fsync off: test data only).
+
+    Its folder is not under pytest's tmp_path: pytest takes the o+x the server user needs off
+    /tmp/pytest-of-<user> whenever another test session starts (initdb then fails)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="wahttp-embedded-pg-"))
     try:
-        yield dsn, handle
+        dsn, handle = run_sync(start_embedded(data_dir, durable=False))
+        try:
+            yield dsn, handle
+        finally:
+            run_sync(handle.stop())
     finally:
-        run_sync(handle.stop())
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,9 @@ async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) ->
         dsn, embedded = await start_embedded(settings.data_dir)
         stack.push_async_callback(embedded.stop)
         log.info("using the embedded PostgreSQL under %s", settings.data_dir)
-    db = await Database.connect(dsn, max_size=settings.db_pool_size)
+    db = await Database.connect(
+        dsn, max_size=settings.db_pool_size, acquire_timeout=settings.db_timeout
+    )
     stack.push_async_callback(db.close)
     await db.migrate()
     return db

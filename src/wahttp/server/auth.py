@@ -193,6 +193,15 @@ class ApiAuth:
     def __repr__(self) -> str:
         return f"ApiAuth(enabled={self.enabled})"
 
+    def is_admin_key(self, key: str | None) -> bool:
+        """Whether this is the admin key (no database round trip); any caller when auth is off."""
+        if not self.enabled:
+            return True
+        admin = self._admin_digest
+        if not key or admin is None or len(key) > MAX_KEY_LENGTH:
+            return False
+        return hmac.compare_digest(key_digest(key.strip()), admin)
+
     async def identify(self, key: str) -> Principal | None:
         """Whose key this is; None for a key we do not know."""
         if len(key) > MAX_KEY_LENGTH:

@@ -15,6 +15,13 @@ A worker fences itself: if it cannot renew its row before it expires (database u
 loop stalled), or its lock connection ends, it stops every socket it runs before anyone may take
 its sessions over, then joins again under a new id. Graceful shutdown stops the sockets and then
 deletes the worker's rows, so the others take over at their next scan.
+
+The database may go away at any time (a restart, a failover, minutes of outage): nothing here
+may end because of it. Every scan's failure is logged and the next scan runs; fencing always
+goes on to rejoin, retrying every interval until the database is back; a scan that finds this
+worker without its lock connection fences and rejoins instead of failing; and the scan task is
+supervised (restarted should it ever end), with `problem()` telling /health when this worker
+cannot do its job (not joined, lease lapsed, scans failing, the loop gone).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Any
 
 import asyncpg
 
-from wahttp.server.db import Database
+from wahttp.server.db import Database, DatabaseUnavailable, describe
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,10 @@ _SHARE = f"""
            (SELECT count(*) FROM ({_LIVE}) live) AS workers,
            (SELECT count(*) FROM wahttp_session_owners WHERE worker_id = $1) AS mine
 """
+
+# What a scan and a rejoin survive: the database gone (OSError covers DatabaseUnavailable and
+# TimeoutError), an error answer, a connection closed under us.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _STATES = f"""
     SELECT o.session_id, o.state, o.worker_id IN ({_LIVE}) AS live
@@ -157,16 +168,56 @@ class Cluster:
         self._orphan_scans: dict[str, int] = {}  # orphan -> consecutive scans it was seen in
         self._mutex = asyncio.Lock()  # claims, hand-backs and fencing one at a time
         self._stopping = False
+        self._unhosted: dict[str, int] = {}  # owned but not running here -> scans seen so
+        self._last_scan = 0.0  # monotonic time of the last scan that completed
+        self._settle_until = 0.0  # monotonic: after a rejoin, claim no orphans before then
+        self.loop_restarts = 0  # times the supervisor had to start the scan loop again
 
     # -- membership ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Join: register, take this worker's share of the orphans, and keep scanning."""
         await self._join()
         await self.scan()
+        self._last_scan = time.monotonic()
+        self._start_loop()
+
+    def _start_loop(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="cluster")
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """The supervisor: the scan loop must run for as long as the worker does."""
+        if self._stopping or task is not self._task:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.loop_restarts += 1
+        log.error(
+            "worker %s: the cluster loop ended (%s); starting it again",
+            self.worker_id,
+            "cancelled" if error is None else describe(error),
+        )
+        self._start_loop()
+
+    def problem(self) -> str | None:
+        """Why this worker cannot do its job now (None: it can), for /health."""
+        if self._stopping:
+            return "stopping"
+        if self._task is None or self._task.done():
+            return "cluster loop not running"
+        if self._lock_conn is None:
+            return "not a cluster member (rejoining)"
+        now = time.monotonic()
+        if now >= self._valid_until:
+            return "lease expired"
+        if now - self._last_scan > max(self.ttl, 3 * self.interval):
+            return "cluster scans are failing"
+        return None
 
     async def _join(self) -> None:
-        conn = await self.db.pool.acquire()
+        try:
+            conn = await self.db.pool.acquire(timeout=self.db.acquire_timeout)
+        except _DB_ERRORS as exc:
+            raise DatabaseUnavailable(f"cannot join: {describe(exc)}") from exc
         try:
             while True:
                 key = random.randrange(1, 1 << 31)  # a key, not a secret
@@ -182,8 +233,10 @@ class Cluster:
                 self.ttl,
             )
         except BaseException:
-            conn.terminate()  # it may hold a lock: never hand it back to the pool
-            await self.db.pool.release(conn)
+            with contextlib.suppress(Exception):
+                conn.terminate()  # it may hold a lock: never hand it back to the pool
+            with contextlib.suppress(Exception):
+                await self.db.pool.release(conn)
             raise
         self._lock_conn, self._lock_key = conn, key
         self._valid_until = started + self.ttl
@@ -207,8 +260,8 @@ class Cluster:
         try:
             async with asyncio.timeout(max(self._valid_until - started, 0.01)):
                 renewed = await self._renew_row()
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("worker %s could not renew its lease: %s", self.worker_id, exc)
+        except (*_DB_ERRORS, AttributeError) as exc:
+            log.warning("worker %s could not renew its lease: %s", self.worker_id, describe(exc))
             return time.monotonic() < self._valid_until - self.interval
         if not renewed:
             return False
@@ -216,7 +269,10 @@ class Cluster:
         return True
 
     async def _renew_row(self) -> bool:
-        renewed = await self._lock_conn.fetchval(
+        conn = self._lock_conn
+        if conn is None:  # fenced and not joined again yet: never renew a row we gave up
+            return False
+        renewed = await conn.fetchval(
             "UPDATE wahttp_workers SET expires_at = now() + make_interval(secs => $2)"
             " WHERE id = $1 AND expires_at > now() RETURNING true",
             self.worker_id,
@@ -225,22 +281,43 @@ class Cluster:
         return bool(renewed)
 
     async def _fence(self) -> None:
-        """Stop every socket this worker runs, then join again under a new id."""
+        """Stop every socket this worker runs, then join again under a new id.
+
+        Whatever fails on the way (the database is likely down) is logged, never the end of
+        it: the rejoin is retried every interval until it succeeds or the worker stops."""
         async with self._mutex:
             hosted = sorted(self._hosted())
             log.error("worker %s fences itself: stopping %d sessions", self.worker_id, len(hosted))
-            await asyncio.gather(*(self._stop_session(s) for s in hosted), return_exceptions=True)
-            await self._leave(graceful=False)
-            if self._stopping:
-                return
-            self.worker_id = new_worker_id()
-            while not self._stopping:
-                try:
-                    await self._join()
-                    break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("rejoining failed (%s); retrying", exc)
-                    await asyncio.sleep(self.interval)
+            results = await asyncio.gather(
+                *(self._stop_session(s) for s in hosted), return_exceptions=True
+            )
+            for session_id, result in zip(hosted, results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("stopping session %s: %s", session_id, describe(result))
+            try:
+                await self._leave(graceful=False)
+            except Exception as exc:  # _leave is best effort; fencing must go on to rejoin
+                log.warning("worker %s: leaving failed: %s", self.worker_id, describe(exc))
+                self._lock_conn = None
+            self._orphan_scans.clear()
+            self._unhosted.clear()
+        if self._stopping:
+            return
+        old_id, self.worker_id = self.worker_id, new_worker_id()
+        while not self._stopping:
+            try:
+                await self._join()
+                break
+            except Exception as exc:
+                log.warning("rejoining failed (%s); retrying", describe(exc))
+                await asyncio.sleep(self.interval)
+        # After a database outage every worker rejoins within about an interval of its return:
+        # claiming at once, the first back would take every session and hand most back again.
+        self._settle_until = time.monotonic() + 2 * self.interval
+        with contextlib.suppress(*_DB_ERRORS):  # our row from before, if _leave could not
+            async with asyncio.timeout(self.interval), self.db.acquire() as conn:
+                await conn.execute("DELETE FROM wahttp_workers WHERE id = $1", old_id)
+        log.info("worker %s rejoined (was %s)", self.worker_id, old_id)
         self._wake.set()
 
     async def _leave(self, *, graceful: bool) -> None:
@@ -257,7 +334,9 @@ class Cluster:
                 await c.execute("DELETE FROM wahttp_workers WHERE id = $1", self.worker_id)
         if conn is None:
             return
-        conn.remove_termination_listener(self._on_lock_lost)
+        # The pool may have taken a broken connection back already: then this raises.
+        with contextlib.suppress(Exception):
+            conn.remove_termination_listener(self._on_lock_lost)
         if graceful:
             with contextlib.suppress(
                 TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError
@@ -267,7 +346,8 @@ class Cluster:
                         "SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, self._lock_key
                     )
         else:
-            conn.terminate()
+            with contextlib.suppress(Exception):
+                conn.terminate()
         with contextlib.suppress(Exception):
             await self.db.pool.release(conn)
 
@@ -278,7 +358,8 @@ class Cluster:
         for task in (self._task, self._fence_task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A task that had failed must not fail the shutdown.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         async with self._mutex:
             await stop_sessions()
@@ -292,15 +373,21 @@ class Cluster:
                 async with asyncio.timeout(self.interval * random.uniform(0.8, 1.2)):
                     await self._wake.wait()
             self._wake.clear()
-            if self._fence_task is not None and not self._fence_task.done():
-                continue
-            if not await self._renew():
-                self._fence_soon()
-                continue
             try:
-                await self.scan()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("cluster scan failed: %s", exc)
+                await self._tick()
+            except _DB_ERRORS as exc:
+                log.warning("cluster scan failed: %s", describe(exc))
+            except Exception:  # a bug: logged with its trace, and the loop goes on
+                log.exception("cluster scan failed")
+
+    async def _tick(self) -> None:
+        if self._fence_task is not None and not self._fence_task.done():
+            return
+        if self._lock_conn is None or not await self._renew():
+            self._fence_soon()  # stops what still runs here, then rejoins
+            return
+        await self.scan()
+        self._last_scan = time.monotonic()
 
     async def scan(self) -> None:
         """Drop sessions we lost, claim our share of the orphans, hand back what is over it."""
@@ -308,6 +395,8 @@ class Cluster:
             if self._lock_conn is None:
                 return
             await self._reconcile()
+            if time.monotonic() < self._settle_until:
+                return  # just rejoined: the others are rejoining too (see _fence)
             async with self.db.acquire() as conn:
                 share = await conn.fetchrow(_SHARE, self.worker_id)
             target = fair_share(share["sessions"], share["workers"])
@@ -324,16 +413,32 @@ class Cluster:
                 "SELECT session_id FROM wahttp_session_owners WHERE worker_id = $1", self.worker_id
             )
         owned = {r["session_id"] for r in rows}
-        for session_id in sorted(self._hosted() - owned):
+        hosted = self._hosted()
+        for session_id in sorted(hosted - owned):
             log.warning("session %s is no longer ours: stopping its socket", session_id)
             await self._stop_session(session_id)
+        # Ours but not running here (its start failed, or it was stopped while its row could
+        # not be deleted): seen in two scans, give it back, so a scan starts it again.
+        unhosted = {s: self._unhosted.get(s, 0) + 1 for s in owned - hosted}
+        self._unhosted = {s: n for s, n in unhosted.items() if n < 2}
+        for session_id in sorted(s for s, n in unhosted.items() if n >= 2):
+            log.warning("session %s is ours but not running: giving it back", session_id)
+            async with self.db.acquire() as conn:
+                await conn.execute(
+                    "DELETE FROM wahttp_session_owners WHERE session_id = $1 AND worker_id = $2",
+                    session_id,
+                    self.worker_id,
+                )
 
     async def _claim_orphans(self, limit: int, only: str | None = None) -> list[str]:
         async with self.db.acquire() as conn:
             rows = await conn.fetch(_CLAIM, self.worker_id, limit, only)
         claimed = [r["session_id"] for r in rows]
         for row in rows:
-            await self._start_session(row["session_id"], row["push_name"])
+            try:
+                await self._start_session(row["session_id"], row["push_name"])
+            except Exception:  # its row stays ours; _reconcile gives it back
+                log.exception("session %s could not be started", row["session_id"])
         if claimed:
             log.info("worker %s took %d sessions", self.worker_id, len(claimed))
         return claimed
@@ -386,7 +491,10 @@ class Cluster:
         """(url, worker id) of the live worker running this session if it is not this one."""
         if session_id in self._hosted():
             return None
-        owner = await self.owner(session_id)
+        try:
+            owner = await self.owner(session_id)
+        except _DB_ERRORS:
+            return None  # answered here: 503 database_unavailable while it is down
         if owner is None or not owner.live or owner.worker_id == self.worker_id or not owner.url:
             return None
         return owner.url, owner.worker_id
@@ -403,8 +511,9 @@ class Cluster:
         return {r["session_id"]: SessionPlacement(r["state"], bool(r["live"])) for r in rows}
 
     async def record_state(self, session_id: str, state: str) -> None:
-        """The owner writes each state change, so any worker can list every session's state."""
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        """The owner writes each state change, so any worker can list every session's state.
+        Best effort: with the database down the change is skipped (the next one is written)."""
+        with contextlib.suppress(*_DB_ERRORS):
             async with self.db.acquire() as conn:
                 await conn.execute(
                     "UPDATE wahttp_session_owners SET state = $3, since = now()"

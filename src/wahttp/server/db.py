@@ -96,6 +96,66 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+class DatabaseUnavailable(ConnectionError):
+    """PostgreSQL cannot be reached (down, restarting, or no connection free in time).
+
+    A ConnectionError, hence an OSError: code that survives OSError survives this. The API
+    answers it with 503 `database_unavailable` (errors.py). The message never holds the DSN.
+    """
+
+
+# Failures that mean "the server is not there", not "this query is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no socket file, and TimeoutError (an OSError)
+    asyncpg.PostgresConnectionError,  # class 08, and ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,  # 57P01: pg_ctl stop -m fast ended our connection
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.InterfaceError,  # the connection was closed under us
+)
+
+
+# The exception classes errors.py answers with 503 database_unavailable. Not OSError as a
+# whole: an OSError that reaches a route without passing acquire() need not be the database.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for a failure that means the database could not be reached (see _UNAVAILABLE)."""
+    return isinstance(exc, _UNAVAILABLE)  # DatabaseUnavailable is an OSError
+
+
+def describe(exc: BaseException) -> str:
+    """A short, DSN-free description for logs: the error's type and its first line."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _NoTraceWhileDown(logging.Filter):
+    """asyncpg's pool logs each failed reconnect of its floor with a traceback: while the server
+    is down that is expected, so keep the warning and name the error instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.exc_info
+            and record.exc_info[1] is not None
+            and is_unavailable(record.exc_info[1])
+        ):
+            record.msg = f"{record.msg} ({describe(record.exc_info[1])})"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_LOG_FILTER = _NoTraceWhileDown()
+
+
 class Database:
     """An asyncpg pool whose connections map json/jsonb to Python values.
 
@@ -104,11 +164,18 @@ class Database:
     waiter woken for it (that waiter then queues again at the back): under load a few calls
     waited five to ten times the median. A FIFO semaphore sized to the pool goes first, so
     at most `max_size` callers ever compete for its connections.
+
+    Waiting for a connection is bounded (`acquire_timeout`, the gate and the connect of a
+    fresh connection included): while the server is down, `acquire()` raises
+    DatabaseUnavailable within that time instead of hanging, and so does a connection lost
+    inside the `async with` block. asyncpg replaces a broken pool connection at its next
+    acquire, so nothing needs reopening when the server is back.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
         self._pool = pool
         self._gate = asyncio.Semaphore(pool.get_max_size())
+        self.acquire_timeout = acquire_timeout
 
     @classmethod
     async def connect(
@@ -118,8 +185,10 @@ class Database:
         min_size: int = 1,
         max_size: int = 10,
         server_settings: Mapping[str, str] | None = None,
+        acquire_timeout: float = 5.0,
     ) -> Database:
         """Open a pool; `server_settings` (e.g. {"search_path": ...}) apply to every connection."""
+        logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)  # once: a set of filters
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -127,11 +196,12 @@ class Database:
                 max_size=max_size,
                 init=_init_connection,
                 server_settings=dict(server_settings or {}),
+                timeout=acquire_timeout,  # connecting, also when the pool reconnects
             )
         except (OSError, asyncpg.PostgresError) as exc:
             # The DSN may carry a password: name only the error type and message.
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
-        return cls(pool)
+        return cls(pool, acquire_timeout=acquire_timeout)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -139,16 +209,63 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._gate, self._pool.acquire() as conn:
-            yield conn
+        async with self._connection(self.acquire_timeout) as conn:
+            try:
+                yield conn
+            except (DatabaseUnavailable, TimeoutError):
+                raise  # a TimeoutError here is the caller's own deadline
+            except _UNAVAILABLE as exc:
+                if isinstance(exc, asyncpg.InterfaceError) and not conn.is_closed():
+                    raise  # misuse of a live connection: a bug, not an outage
+                raise DatabaseUnavailable(
+                    f"lost the database connection ({describe(exc)})"
+                ) from exc
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, timeout: float) -> AsyncIterator[asyncpg.Connection]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._gate.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("no database connection free in time") from exc
+        try:
+            try:
+                left = max(deadline - asyncio.get_running_loop().time(), 0.001)
+                conn = await self._pool.acquire(timeout=left)
+            except DatabaseUnavailable:
+                raise
+            except _UNAVAILABLE as exc:
+                raise DatabaseUnavailable(f"database unreachable ({describe(exc)})") from exc
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn)
+        finally:
+            self._gate.release()
 
     async def close(self) -> None:
-        await self._pool.close()
+        try:
+            async with asyncio.timeout(max(self.acquire_timeout, 5.0)):
+                await self._pool.close()  # waits for connections in use to come back
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("closing the database pool: %s; terminating it", describe(exc))
+            self._pool.terminate()
 
-    async def ping(self) -> None:
-        """One round trip to the server; raises when the database is unreachable."""
-        async with self._pool.acquire(timeout=5) as conn:
-            await conn.fetchval("SELECT 1")
+    async def ping(self, timeout: float = 3.0) -> None:
+        """One round trip to the server; raises DatabaseUnavailable when it is unreachable.
+
+        Bypasses the FIFO gate (a health check must not queue behind a busy pool) but still
+        waits at most `timeout` for a connection and its answer."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._pool.acquire(timeout=timeout) as conn:
+                    await conn.fetchval("SELECT 1")
+        except DatabaseUnavailable:
+            raise
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"database unreachable ({describe(exc)})") from exc
 
     async def migrate(self, migrations: list[Migration] | None = None) -> list[int]:
         """Apply the migrations not applied yet; returns the versions applied by this call."""

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
+from wahttp.server.db import UNAVAILABLE_ERRORS, describe
+
 log = logging.getLogger(__name__)
 
 
@@ -106,6 +108,20 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             error_body("invalid_request", "a value in the request cannot be stored"), 400
         )
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL is down or restarting: a 503 to retry, not a crash (and no trace logged).
+        log.warning(
+            "%s %s: the database is unavailable (%s)",
+            request.method,
+            request.url.path,
+            describe(exc),
+        )
+        body = error_body("database_unavailable", "the database is unavailable; retry shortly")
+        return JSONResponse(body, 503, headers={"Retry-After": "2"})
+
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, database_unavailable)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:

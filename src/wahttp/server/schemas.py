@@ -163,10 +163,14 @@ class QRResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+    """"ok" (200) only while this worker can do its job; "degraded" (503) otherwise."""
     timestamp: datetime
     database: str
     sessions: dict[str, Any]
+    checks: dict[str, str] = Field(default_factory=dict)
+    """Each check ("database", "cluster", "sessions"): "ok", or what is wrong."""
     worker: str | None = None
+    """This worker's id (host, pid): only for a caller with the admin key."""
 
 
 class Deleted(BaseModel):

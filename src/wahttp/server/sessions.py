@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from wahttp.server.db import describe, is_unavailable
 from wahttp.server.events import ServiceEvents
 from wahttp.server.state import SessionState
 from wahttp.wa.auth.mirror import FolderMirror
@@ -135,6 +136,16 @@ class ManagedSession:
         return self._task is not None and not self._task.done()
 
     @property
+    def stuck(self) -> bool:
+        """Its run loop ended although nobody stopped it and it did not stop itself."""
+        return (
+            self._task is not None
+            and self._task.done()
+            and not self._stopping
+            and self.state not in (SessionState.STOPPED, SessionState.LOGGED_OUT)
+        )
+
+    @property
     def jid(self) -> str | None:
         creds = self.client._creds
         return creds.me.id if creds and creds.me and creds.account else None
@@ -183,7 +194,11 @@ class ManagedSession:
                 break
             if self.state == SessionState.OPEN or code == RESTART:
                 attempt = 0
-            outcome = await self._after_close(code, reason)
+            try:
+                outcome = await self._after_close(code, reason)
+            except Exception as exc:  # e.g. the database is down: retry, never end the session
+                self._log_failure("after a close", exc)
+                outcome = "retry"
             if outcome == "stop":
                 return
             if outcome == "again":
@@ -213,6 +228,10 @@ class ManagedSession:
             return self._attempt_failed(500, str(exc))
         except WAError as exc:
             return self._attempt_failed(500, str(exc))
+        except Exception as exc:  # the database down (creds unreadable), or a bug: retry later
+            self._log_failure("connecting", exc)
+            reason = "database unavailable" if is_unavailable(exc) else "internal error"
+            return self._attempt_failed(500, reason)
         self._refusal_logged = None
         code, reason = await self.client.wait_closed()
         self.last_disconnect = DisconnectInfo(code, reason, _now())
@@ -233,6 +252,12 @@ class ManagedSession:
         self._refused = self.last_disconnect = DisconnectInfo(CERTIFICATE_REFUSED, reason, _now())
         self._refusal.set()
         return CERTIFICATE_REFUSED, reason
+
+    def _log_failure(self, doing: str, exc: Exception) -> None:
+        if is_unavailable(exc):
+            self.log.warning("%s: the database is unavailable (%s)", doing, describe(exc))
+        else:
+            self.log.exception("%s failed", doing)
 
     async def _after_close(self, code: int, reason: str) -> str:
         """Decide what a close means: 'again' (at once), 'retry' (backoff) or 'stop'."""
@@ -306,16 +331,24 @@ class ManagedSession:
         if events is not None:
             payload = message.SerializeToString()
             await events.before_send(self.id, message_id, str(to), payload)
-        ok = False
         try:
             result = await send_message(
                 self.client, to, message, message_id, stored=events is not None
             )
-            ok = True
-            return result
-        finally:
+        except BaseException:
             if events is not None:
-                await events.after_send(self.id, message_id, str(to), ok)
+                await events.after_send(self.id, message_id, str(to), False)
+            raise
+        if events is not None:
+            try:
+                await events.after_send(self.id, message_id, str(to), True)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                # WhatsApp has it: answer so (a 5xx would have the caller send it twice); its
+                # row stays pending until a receipt moves it on.
+                self.log.warning("message %s sent; its status not recorded", message_id)
+        return result
 
     async def request_pairing_code(
         self, number: str, *, before_new: Callable[[], None] | None = None
@@ -391,8 +424,11 @@ class SessionManager:
                 result = listener(session)
                 if result is not None:
                     await result
-            except Exception:
-                log.exception("status listener failed")
+            except Exception as exc:
+                if is_unavailable(exc):
+                    session.log.warning("status not recorded: %s", describe(exc))
+                else:
+                    log.exception("status listener failed")
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter in [50%, 150%] of the nominal delay."""

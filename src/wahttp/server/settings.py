@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         description="PostgreSQL connections of this process at most (webhook LISTEN and the"
         " worker lease hold one each)",
     )
+    db_timeout: float = Field(
+        5.0,
+        alias="WAHTTP_DB_TIMEOUT",
+        gt=0,
+        le=300,
+        description="seconds a request waits for a database connection before a 503",
+    )
     data_dir: Path = Field(Path("data"), alias="WAHTTP_DATA_DIR")
     auth_dir: Path = Field(
         Path("auth_sessions"),

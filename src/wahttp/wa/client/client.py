@@ -29,7 +29,7 @@ from wahttp.wa.client.events import Disconnected, Event, LoggedOut
 from wahttp.wa.client.lane import Lane
 from wahttp.wa.client.messages import Message, text_message
 from wahttp.wa.client.receipts import read_receipt
-from wahttp.wa.errors import ConnectionClosed, IQError, WAError
+from wahttp.wa.errors import ConnectionClosed, IQError, StoreError, WAError
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
 from wahttp.wa.logs import SessionLogger
 from wahttp.wa.transport import CLOSED_BY_TRANSPORT, Transport
@@ -152,6 +152,12 @@ class Client:
                 result = handler(event)
                 if inspect.isawaitable(result):
                     await result
+            except OSError as exc:  # the owner's storage is unreachable: no trace to show
+                if must_succeed:
+                    raise
+                self.log.warning(
+                    "event handler failed on %s: %s", type(event).__name__, type(exc).__name__
+                )
             except Exception:
                 if must_succeed:
                     raise
@@ -291,6 +297,11 @@ class Client:
             await handler(self, node)
         except WAError:
             raise
+        except OSError as exc:
+            # The owner's storage is unreachable (its database is down): close the stream
+            # rather than go on half done. Nothing unrecorded was acknowledged, so the server
+            # delivers it again once we are back.
+            raise StoreError(f"the store is unavailable ({type(exc).__name__})") from exc
         except Exception:
             # A bug in one feature must not kill the connection; it is logged with its trace.
             self.log.exception("handler for <%s> failed", node.tag)
