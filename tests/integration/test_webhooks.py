@@ -23,6 +23,7 @@ from hooktools import Received, Receiver, eventually
 from wahttp.server import errors
 from wahttp.server.auth import ApiAuth
 from wahttp.server.db import Database
+from wahttp.server.outbound import OutboundPolicy
 from wahttp.server.routes.webhooks import router
 from wahttp.server.store import SessionRepository
 from wahttp.server.webhooks import (
@@ -36,7 +37,9 @@ from wahttp.server.webhooks import (
 )
 
 GLOBAL_SECRET = "global-secret-0123456789"
+# Test receivers listen on loopback: these instances opt in as WAHTTP_WEBHOOK_ALLOW_PRIVATE does.
 FAST: dict[str, Any] = {
+    "policy": OutboundPolicy(allow_internal=True),
     "base_delay": 0.05,
     "max_delay": 0.2,
     "timeout": 1.0,
