@@ -12,9 +12,10 @@ fetches a client-given URL is to use it too. Three parts:
   address that is not public is refused: loopback (127/8, ::1), "this network" 0/8 and ::,
   link-local (169.254/16 with the cloud metadata service, fe80::/10), private (10/8,
   172.16/12, 192.168/16, fc00::/7), shared CGNAT space 100.64/10, multicast, reserved and
-  documentation ranges, site-local fec0::/10, and an IPv4 address wrapped in IPv6
-  (IPv4-mapped ::ffff:0:0/96, IPv4-compatible ::/96, 6to4 2002::/16, NAT64 64:ff9b::/96 and
-  64:ff9b:1::/48) is judged as the IPv4 address it carries. The operator's deny list (names,
+  documentation ranges, site-local fec0::/10. An IPv4-mapped address (::ffff:0:0/96) is
+  judged as the IPv4 address it carries, a 6to4 one (2002::/16) is refused when its IPv4
+  address is, and IPv4-compatible (::/96) and NAT64 (64:ff9b::/96, 64:ff9b:1::/48) forms are
+  refused altogether. The operator's deny list (names,
   `*.suffixes`, networks) refuses a host by its name or by any of its addresses. An allow
   list, when set, admits only the names it lists and IP-literal hosts in its networks; a
   network in the allow list also admits addresses (of a literal or of a listed name) that the
@@ -188,6 +189,8 @@ def is_internal(address: Address) -> bool:
     inner = embedded_ipv4(address)
     if inner is not None and is_internal(inner):
         return True
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return False  # a socket reaches exactly the IPv4 address, which is public
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
         return True
     return (
@@ -279,8 +282,12 @@ class OutboundPolicy:
 
     @property
     def needs_addresses(self) -> bool:
-        """Whether a host's addresses matter (False: any address passes, no lookup needed)."""
-        return not self.allow_internal or bool(self.deny.networks or self.allow.networks)
+        """Whether a host's addresses matter (False: any address passes, no lookup needed).
+
+        Allow-list networks never need a lookup: a name passes the allow list by its name
+        (see check_name), an IP literal by its networks.
+        """
+        return not self.allow_internal or bool(self.deny.networks)
 
     def check_name(self, host: str) -> None:
         """The checks on the (normalised) host itself, before any lookup."""
