@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         64, alias="WAHTTP_WEBHOOK_CONCURRENCY", ge=1, description="deliveries at once, in all"
     )
     webhook_target_concurrency: int = Field(
-        4,
+        8,
         alias="WAHTTP_WEBHOOK_TARGET_CONCURRENCY",
         ge=1,
         description="deliveries at once to one URL: a slow endpoint delays only itself",
