@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -157,3 +157,18 @@ async def eventually(
                 await asyncio.sleep(every)
     except TimeoutError:
         raise AssertionError(f"condition not met within {timeout}s") from None
+
+
+class FakeResolver:
+    """A resolver for OutboundGuard from a table of answers (change them between calls to play
+    a DNS answer that changes); an unknown name does not resolve. Nothing is looked up."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = dict(answers)
+        self.calls: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.calls.append(host)
+        if host not in self.answers:
+            raise OSError("no such name")
+        return self.answers[host]

@@ -33,6 +33,9 @@ def service_settings(sim: SimHandle, database_url: str, tmp: Path, **extra: Any)
         "WAHTTP_SHUTDOWN_TIMEOUT": 5,
         "WAHTTP_API_KEY": secrets.token_urlsafe(24),  # Service.http() sends it
         "WAHTTP_SEND_RATE": 0,  # no pacing here; test_api_auth.py tests the limit
+        # Test receivers listen on loopback, which URLs set through the API may not reach by
+        # default; test_webhooks.py tests that default.
+        "WAHTTP_WEBHOOK_ALLOW_PRIVATE": True,
     }
     values.update(extra)
     return Settings(_env_file=None, **values)

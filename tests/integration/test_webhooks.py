@@ -18,11 +18,13 @@ import httpx
 import pytest
 from dbtools import ORIGINAL_CREATE_TABLE, ORIGINAL_UPSERT, fresh_schema
 from fastapi import FastAPI
-from hooktools import Received, Receiver, eventually
+from hooktools import FakeResolver, Received, Receiver, eventually
 
 from wahttp.server import errors
-from wahttp.server.auth import ApiAuth
+from wahttp.server.auth import ApiAuth, ApiKeyRepository
 from wahttp.server.db import Database
+from wahttp.server.outbound import OutboundPolicy
+from wahttp.server.routes import sessions as session_routes
 from wahttp.server.routes.webhooks import router
 from wahttp.server.store import SessionRepository
 from wahttp.server.webhooks import (
@@ -36,7 +38,9 @@ from wahttp.server.webhooks import (
 )
 
 GLOBAL_SECRET = "global-secret-0123456789"
+# Test receivers listen on loopback: these instances opt in as WAHTTP_WEBHOOK_ALLOW_PRIVATE does.
 FAST: dict[str, Any] = {
+    "policy": OutboundPolicy(allow_internal=True),
     "base_delay": 0.05,
     "max_delay": 0.2,
     "timeout": 1.0,
@@ -653,6 +657,10 @@ async def test_webhook_routes(
         {"url": "http://"},
         {"url": "nope"},
         {"url": "https://example.com/h", "secret": "short"},
+        {"url": "https://example.com/h", "secret": "nul-in-the-secret\u0000-0123"},
+        {"url": "https://example.com/h", "secret": "\x07bell-in-the-secret-0123"},
+        {"url": "https://example.com/h\u0000"},
+        {"url": "https://example.com/h\x7f"},
         {"secret": "x" * 16},
         {"url": "https://example.com/h", "extra": 1},
     ):
@@ -718,3 +726,263 @@ async def test_webhook_routes(
     removed = await api.put("/sessions/olga/webhook", json={"url": None})
     assert removed.json() == {"url": None, "secret": "s" * 20}
     assert await hooks.publish("olga", "message", {"id": "2"}) is None
+
+
+# -- where webhooks may go (server/outbound.py) ----------------------------------------------------
+
+PUBLIC = "93.184.215.14"  # a public address for fake DNS answers; never connected to
+# The issue's forms of loopback and the other internal ranges (ports as written).
+BYPASSES = [
+    "http://2130706433:8080/hook",
+    "http://0x7f000001:8080/hook",
+    "http://127.1:8080/hook",
+    "http://017700000001:8080/hook",
+    "http://[::ffff:127.0.0.1]:8080/hook",
+    "http://0:8080/hook",
+    "http://localhost:8080/hook",
+    "http://loopback.test:8080/hook",  # a name that resolves to loopback
+    "http://127\u30020\u30020\u30021:8080/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/hook",
+    "http://[::1]:8080/hook",
+    "http://[fe80::1]/hook",
+]
+ANSWERS = {
+    "localhost": ["127.0.0.1", "::1"],
+    "loopback.test": ["127.0.0.1"],
+    "hooks.example.com": [PUBLIC],
+}
+
+
+@pytest.fixture
+async def strict_api(db: Database, make_hooks: MakeHooks) -> AsyncIterator[httpx.AsyncClient]:
+    """The webhook and session routes over Webhooks with the default policy (no opt-in) and
+    fake DNS answers."""
+    hooks = make_hooks(policy=OutboundPolicy(), resolver=FakeResolver(ANSWERS))
+    app = FastAPI()
+    errors.install(app)
+    app.include_router(router)
+    app.include_router(session_routes.router)
+    app.state.services = SimpleNamespace(repo=SessionRepository(db), webhooks=hooks)
+    app.state.auth = ApiAuth(None, None, enabled=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield client
+
+
+async def test_urls_set_through_the_api_may_not_reach_internal_addresses(
+    db: Database, strict_api: httpx.AsyncClient
+) -> None:
+    await SessionRepository(db).create("nat")
+    for url in BYPASSES:
+        for method, path, body in (
+            ("PUT", "/sessions/nat/webhook", {"url": url}),
+            ("POST", "/sessions", {"id": "other", "webhookUrl": url}),
+        ):
+            resp = await strict_api.request(method, path, json=body)
+            assert resp.status_code == 400, (url, method, resp.text)
+            error = resp.json()["error"]
+            assert error["code"] == "webhook_not_allowed", (url, error)
+            assert error["message"].startswith("address not allowed"), error
+    assert (await SessionRepository(db).get("nat")).webhook_url is None  # type: ignore[union-attr]
+    assert await SessionRepository(db).get("other") is None
+    # A public name is fine; one that does not resolve is refused with the reason.
+    ok = await strict_api.put("/sessions/nat/webhook", json={"url": "https://hooks.example.com/h"})
+    assert ok.status_code == 200, ok.text
+    nowhere = await strict_api.put("/sessions/nat/webhook", json={"url": "https://nowhere.test/"})
+    assert nowhere.status_code == 400 and "cannot resolve" in nowhere.json()["error"]["message"]
+
+
+async def test_a_url_stored_before_the_policy_is_refused_at_delivery(
+    db: Database, make_hooks: MakeHooks, receiver: Receiver
+) -> None:
+    """Checked again when delivering: dead at once, no connection, nothing about the port."""
+    await new_session(db, "old", receiver.url)  # stored without the API's check
+    hooks = make_hooks(
+        policy=OutboundPolicy(), global_url=receiver.url + "?all", global_secret=GLOBAL_SECRET
+    )
+    hooks.start()
+    await hooks.publish("old", "message", {"id": "m1"})
+    # The operator's global URL may reach loopback; the session's (API-set) may not.
+    await receiver.wait_requests(1)
+
+    async def settled() -> bool:
+        return all(r["status"] != "pending" for r in await outbox(db))
+
+    await eventually(settled)
+    rows = {r["target"]: r for r in await outbox(db)}
+    assert rows["global"]["status"] == "delivered"
+    refused = rows["session"]
+    assert refused["status"] == "dead" and refused["attempts"] == 1
+    assert refused["last_error"].startswith("address not allowed")
+    assert refused["last_status"] is None
+    assert str(receiver.port) not in refused["last_error"]
+    assert len(receiver.requests) == 1 and receiver.requests[0].headers["x-wahttp-event"]
+    await hooks.stop()
+
+    # An operator deny list configured later applies to the global URL too, by address.
+    denied = make_hooks(
+        policy=OutboundPolicy.parse(None, "127.0.0.0/8"),
+        global_url=receiver.url.replace("127.0.0.1", "2130706433"),
+        global_secret=GLOBAL_SECRET,
+    )
+    denied.start()
+    await denied.publish(None, "session.status", {"state": "open"})
+    await eventually(settled)
+    last = (await outbox(db))[-1]
+    assert last["target"] == "global" and last["status"] == "dead"
+    assert "WAHTTP_WEBHOOK_DENY" in last["last_error"]
+    assert len(receiver.requests) == 1
+
+
+async def test_a_dns_answer_that_changes_after_the_check_is_refused_at_delivery(
+    db: Database, make_hooks: MakeHooks, receiver: Receiver
+) -> None:
+    resolver = FakeResolver({"rebind.test": [PUBLIC]})
+    hooks = make_hooks(policy=OutboundPolicy(), resolver=resolver)
+    url = f"http://rebind.test:{receiver.port}/hook"
+    await hooks.check_target(url)  # what PUT .../webhook does: public now
+    await new_session(db, "reb", url)
+    resolver.answers["rebind.test"] = ["127.0.0.1"]  # then the name points at loopback
+    hooks.start()
+    await hooks.publish("reb", "message", {"id": "m1"})
+
+    async def dead() -> bool:
+        return [r["status"] for r in await outbox(db)] == ["dead"]
+
+    await eventually(dead)
+    [row] = await outbox(db)
+    assert row["last_error"].startswith("address not allowed") and row["attempts"] == 1
+    assert receiver.requests == []
+    assert "rebind.test" in resolver.calls
+
+
+async def test_session_keys_see_only_their_sessions_own_deliveries(
+    db: Database, make_hooks: MakeHooks, receiver: Receiver
+) -> None:
+    admin_key = "admin-key-" + "a" * 30
+    token_url = receiver.url + "?token=operator-token-123"
+    hooks = make_hooks(max_attempts=1, global_url=token_url, global_secret=GLOBAL_SECRET)
+    app = FastAPI()
+    errors.install(app)
+    app.include_router(router)
+    app.state.services = SimpleNamespace(repo=SessionRepository(db), webhooks=hooks)
+    keys = ApiKeyRepository(db)
+    app.state.auth = ApiAuth(keys, admin_key)
+    await new_session(db, "ten", receiver.url)
+    made = await keys.create("ten")
+    assert made is not None
+    session_key = made[1]
+    receiver.mode = "fail"
+    hooks.start()
+    await hooks.publish("ten", "message", {"id": "m1"})
+
+    async def both_dead() -> bool:
+        rows = await outbox(db)
+        return len(rows) == 2 and all(r["status"] == "dead" for r in rows)
+
+    await eventually(both_dead)
+    ids = {r["target"]: r["id"] for r in await outbox(db)}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        tenant = {"X-Api-Key": session_key}
+        listed = await client.get("/sessions/ten/webhook/deliveries", headers=tenant)
+        assert listed.status_code == 200
+        assert [d["target"] for d in listed.json()] == ["session"]
+        assert "operator-token-123" not in listed.text
+        foreign = await client.post(
+            f"/sessions/ten/webhook/deliveries/{ids['global']}/retry", headers=tenant
+        )
+        assert foreign.status_code == 404
+        assert foreign.json()["error"]["code"] == "delivery_not_found"
+        own = await client.post(
+            f"/sessions/ten/webhook/deliveries/{ids['session']}/retry", headers=tenant
+        )
+        assert own.status_code == 200 and own.json()["target"] == "session"
+        # The admin sees both, and may re-queue the global one.
+        admin = {"X-Api-Key": admin_key}
+        everything = await client.get("/sessions/ten/webhook/deliveries", headers=admin)
+        assert sorted(d["target"] for d in everything.json()) == ["global", "session"]
+        again = await client.post(
+            f"/sessions/ten/webhook/deliveries/{ids['global']}/retry", headers=admin
+        )
+        assert again.status_code == 200
+
+
+async def test_a_hanging_endpoint_delays_only_its_own_events(
+    db: Database, make_hooks: MakeHooks
+) -> None:
+    """Per-URL slots: a receiver that never answers holds at most `target_concurrency`
+    deliveries; another session's event goes out while those still hang."""
+    hanging, prompt = Receiver(), Receiver()
+    await hanging.up()
+    await prompt.up()
+    try:
+        hanging.mode = "hang"
+        await new_session(db, "slow", hanging.url)
+        await new_session(db, "fast", prompt.url)
+        hooks = make_hooks(concurrency=8, target_concurrency=2, timeout=20.0)
+        for i in range(12):
+            await hooks.publish("slow", "message", {"n": i})
+        hooks.start()
+        await hanging.wait_requests(2)
+        await hooks.publish("fast", "message", {"n": "first"})
+        await prompt.wait_requests(1, timeout=15)
+        # Ordering, not timing: the fast event was delivered while the slow endpoint's
+        # attempts were all still hanging (none has an outcome yet), and the slow endpoint
+        # never held more than its two slots.
+        slow_rows = [r for r in await outbox(db) if r["session_id"] == "slow"]
+        assert all(r["last_error"] is None and r["status"] == "pending" for r in slow_rows)
+        assert len(hanging.requests) == 2
+        assert sum(1 for j in hooks._inflight.values() if j.url == hanging.url) == 2
+    finally:
+        await hanging.down()
+        await prompt.down()
+
+
+async def test_stored_event_data_is_sealed_with_the_key_ring(
+    db: Database, make_hooks: MakeHooks, receiver: Receiver
+) -> None:
+    from wahttp.wa.auth.sealing import Sealer
+
+    sealer = Sealer([("k1", bytes(range(32)))])
+    secret = await new_session(db, "sea", receiver.url)
+    clear = make_hooks()
+    old_id = await clear.publish("sea", "message", {"text": "written-before-the-key"})
+    hooks = make_hooks(sealer=sealer)
+    new_id = await hooks.publish("sea", "message", {"text": "top-secret-text", "n": 1})
+    async with db.acquire() as conn:
+        stored = {
+            str(r["event_id"]): r["payload"]
+            for r in await conn.fetch(
+                "SELECT event_id, payload::text AS payload FROM webhook_outbox"
+            )
+        }
+    assert "top-secret-text" not in stored[str(new_id)]
+    assert '"wahttp:sealed"' in stored[str(new_id)]
+    assert "written-before-the-key" in stored[str(old_id)]  # clear rows from before stay
+    hooks.start()
+    await all_delivered(db, 2)
+    bodies = {r.event_id: r for r in receiver.delivered()}
+    for request in bodies.values():
+        assert_signed(request, secret)
+    assert bodies[str(new_id)].json()["data"] == {"text": "top-secret-text", "n": 1}
+    assert bodies[str(old_id)].json()["data"] == {"text": "written-before-the-key"}
+    listed = await hooks.deliveries("sea")
+    assert {d["status"] for d in listed} == {"delivered"}
+    await hooks.stop()
+
+    # Without its key a sealed row cannot be opened: dead with the reason, not a crash.
+    lost_id = await hooks.publish("sea", "message", {"text": "key-goes-missing"})
+    keyless = make_hooks()
+    keyless.start()
+
+    async def dead() -> bool:
+        return any(
+            d["status"] == "dead" and d["event_id"] == lost_id
+            for d in await keyless.deliveries("sea")
+        )
+
+    await eventually(dead)
+    [row] = [d for d in await keyless.deliveries("sea") if d["event_id"] == lost_id]
+    assert "no encryption key" in row["last_error"] and "key-goes-missing" not in row["last_error"]

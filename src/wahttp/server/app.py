@@ -89,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_delay=settings.webhook_backoff_max,
                 timeout=settings.webhook_timeout,
                 concurrency=settings.webhook_concurrency,
+                target_concurrency=settings.webhook_target_concurrency,
+                policy=settings.webhook_policy(),
+                sealer=sealer,
             )
             hooks.start()
             # Runs after the sessions stop (below) and before the pool closes.

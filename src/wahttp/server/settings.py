@@ -85,7 +85,21 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(10.0, alias="WAHTTP_WEBHOOK_TIMEOUT", gt=0)
     webhook_backoff_base: float = Field(1.0, alias="WAHTTP_WEBHOOK_BACKOFF_BASE", gt=0)
     webhook_backoff_max: float = Field(300.0, alias="WAHTTP_WEBHOOK_BACKOFF_MAX", gt=0)
-    webhook_concurrency: int = Field(8, alias="WAHTTP_WEBHOOK_CONCURRENCY", ge=1)
+    webhook_concurrency: int = Field(
+        64, alias="WAHTTP_WEBHOOK_CONCURRENCY", ge=1, description="deliveries at once, in all"
+    )
+    webhook_target_concurrency: int = Field(
+        8,
+        alias="WAHTTP_WEBHOOK_TARGET_CONCURRENCY",
+        ge=1,
+        description="deliveries at once to one URL: a slow endpoint delays only itself",
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        alias="WAHTTP_WEBHOOK_ALLOW_PRIVATE",
+        description="URLs set through the API may reach loopback, private and link-local"
+        " addresses (WAHTTP_WEBHOOK_URL always may)",
+    )
     webhook_allow: str | None = Field(
         None,
         alias="WAHTTP_WEBHOOK_ALLOW",
@@ -96,7 +110,10 @@ class Settings(BaseSettings):
     )
 
     def webhook_policy(self) -> WebhookPolicy:
-        return WebhookPolicy.parse(self.webhook_allow, self.webhook_deny)
+        """Where URLs set through the API may go (`.operator()`: the operator's own URL)."""
+        return WebhookPolicy.parse(
+            self.webhook_allow, self.webhook_deny, allow_internal=self.webhook_allow_private
+        )
 
     api_key: SecretStr | None = Field(
         None,
@@ -167,7 +184,7 @@ class Settings(BaseSettings):
     def _webhook(self) -> Self:
         if self.webhook_url:
             check_url(self.webhook_url)
-            self.webhook_policy().check(self.webhook_url)
+            self.webhook_policy().operator().check(self.webhook_url)
             if not self.webhook_secret:
                 raise ValueError("WAHTTP_WEBHOOK_URL needs WAHTTP_WEBHOOK_SECRET (16+ characters)")
         return self

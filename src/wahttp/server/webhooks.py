@@ -46,6 +46,25 @@ enqueued; the secret is the one configured for that URL when the attempt is made
 rotated secret applies to retries), or the one at enqueue time once the URL has none (the
 session was deleted or its webhook changed).
 
+Where deliveries may go (server/outbound.py, server/webhook_policy.py). A session's URL was
+set through the API, so by default it may not reach loopback, private, link-local or reserved
+addresses (WAHTTP_WEBHOOK_ALLOW_PRIVATE opts in); the global URL is the operator's and may.
+WAHTTP_WEBHOOK_ALLOW / WAHTTP_WEBHOOK_DENY apply to both. The routes check a URL when it is set,
+and every connection a delivery opens is checked again against the addresses its host
+resolves to then, and goes to exactly an address that passed (so a changed DNS answer, or a
+URL stored before the policy, cannot reach a refused address). A refused delivery is dead at
+once with `last_error` "address not allowed: ...", without any connection attempt: it tells
+nothing about the ports behind it. Redirects are never followed.
+
+Slots. At most `concurrency` deliveries run at once in a process, and at most
+`target_concurrency` of them for one URL: rows of a URL whose slots are taken are not claimed,
+so a slow or dead endpoint delays only its own events.
+
+At rest. With a Sealer (WAHTTP_ENCRYPTION_KEY), an event's `data` is stored sealed in `payload`
+(AES-256-GCM, wa/auth/sealing.py, bound to the event id and session), opened when it is
+delivered; clear rows from before are delivered as they are. A row that cannot be opened (its
+key is gone) is dead with the reason in `last_error`.
+
 Delivery. A 2xx answer is delivered; 410 Gone is dead at once (the receiver asks us to stop);
 any other answer, a timeout or a connection error is retried with exponential backoff and
 jitter (`Retry-After` of a 429 or 503 is honoured up to the maximum delay), until
@@ -75,18 +94,28 @@ import logging
 import random
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypedDict, cast, get_args
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 
 from wahttp import __version__
 from wahttp.server.db import Database
+from wahttp.server.outbound import (
+    AddressNotAllowed,
+    InvalidOutboundUrl,
+    OutboundGuard,
+    OutboundPolicy,
+    Resolver,
+    guarded_client,
+    parse_url,
+)
+from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, open_sealed
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +135,7 @@ _RECORD_TRIES = 3
 _LOG_LEVELS = {"delivered": logging.DEBUG, "pending": logging.INFO, "dead": logging.WARNING}
 
 
-class InvalidWebhookUrl(ValueError):
+class InvalidWebhookUrl(InvalidOutboundUrl):
     """A webhook URL that is not an absolute http(s) URL with a host."""
 
 
@@ -144,22 +173,29 @@ class StatusData(TypedDict):
 
 
 def check_url(url: str) -> str:
-    """The URL if it is an absolute http(s) URL with a host; InvalidWebhookUrl if not."""
-    if len(url.encode("utf-8", "surrogatepass")) > MAX_URL_LENGTH:
-        raise InvalidWebhookUrl(f"the webhook URL is longer than {MAX_URL_LENGTH} bytes")
-    if any(c.isspace() or ord(c) < 32 for c in url):
-        raise InvalidWebhookUrl("the webhook URL must not contain spaces or control characters")
+    """The URL if it is an absolute http(s) URL with a valid host; InvalidWebhookUrl if not.
+
+    Syntax only (outbound.parse_url): where it may go is `Webhooks.check_target`'s question.
+    """
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # a port that is not a number raises here
-    except ValueError as exc:
-        raise InvalidWebhookUrl(f"the webhook URL is malformed: {exc}") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidWebhookUrl("the webhook URL must start with http:// or https://")
-    if not host:
-        raise InvalidWebhookUrl("the webhook URL has no host")
+        parse_url(url, max_length=MAX_URL_LENGTH)
+    except InvalidOutboundUrl as exc:
+        raise InvalidWebhookUrl(str(exc).replace("the URL", "the webhook URL", 1)) from None
     return url
+
+
+def check_secret(secret: str) -> str:
+    """A signing secret of MIN_SECRET_LENGTH+ characters without control characters."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(f"the webhook secret must have at least {MIN_SECRET_LENGTH} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in secret):
+        raise ValueError("the webhook secret must not contain control characters")
+    return secret
+
+
+def _seal_context(event_id: str, session_id: str | None) -> SealContext:
+    """Where an event's sealed data lives: its session (\"\" for none) and its event id."""
+    return SealContext(session_id or "", "webhook-event", event_id)
 
 
 def new_secret() -> str:
@@ -286,14 +322,18 @@ RETURNING id
 
 
 async def enqueue(
-    conn_or_db: asyncpg.Connection | Database, event: WebhookEvent, targets: Sequence[Target]
+    conn_or_db: asyncpg.Connection | Database,
+    event: WebhookEvent,
+    targets: Sequence[Target],
+    *,
+    sealer: Sealer | None = None,
 ) -> list[int]:
     """Store one outbox row per target URL (duplicates dropped); returns the row ids.
 
     Given a connection, the rows are written on it, inside the caller's transaction if one is
     open, so an event can be enqueued atomically with other writes; the NOTIFY that wakes the
     deliverers is sent on commit. Given a Database, in a transaction of its own. Re-enqueueing
-    an event id for a URL it already has is a no-op.
+    an event id for a URL it already has is a no-op. With a sealer the data is stored sealed.
     """
     unique: dict[str, Target] = {}
     for target in targets:
@@ -301,14 +341,19 @@ async def enqueue(
         unique.setdefault(target.url, target)
     if not unique:
         return []
+    payload: dict[str, Any] = event.data
+    if sealer is not None:
+        payload = sealer.seal(
+            _json(event.data).encode("utf-8"), _seal_context(event.id, event.session_id)
+        )
     if isinstance(conn_or_db, Database):
         async with conn_or_db.acquire() as conn, conn.transaction():
-            return await _insert(conn, event, list(unique.values()))
-    return await _insert(conn_or_db, event, list(unique.values()))
+            return await _insert(conn, event, payload, list(unique.values()))
+    return await _insert(conn_or_db, event, payload, list(unique.values()))
 
 
 async def _insert(
-    conn: asyncpg.Connection, event: WebhookEvent, targets: list[Target]
+    conn: asyncpg.Connection, event: WebhookEvent, payload: dict[str, Any], targets: list[Target]
 ) -> list[int]:
     records = await conn.fetch(
         _INSERT,
@@ -316,7 +361,7 @@ async def _insert(
         event.type,
         event.session_id,
         event.occurred_at,
-        event.data,
+        payload,
         [t.kind for t in targets],
         [t.url for t in targets],
         [t.secret for t in targets],
@@ -334,7 +379,7 @@ class _Job:
     type: str
     session_id: str | None
     occurred_at: datetime
-    data: dict[str, Any]
+    data: dict[str, Any]  # clear, or a sealed envelope
     target: str
     url: str
     secret: str | None
@@ -351,13 +396,15 @@ class _Outcome:
     delay: float = 0.0
 
 
-# Claim up to $1 due rows for $2 seconds under claim token $3. The secret is the one currently
+# Claim up to $1 due rows for $2 seconds under claim token $3, none for the URLs in $4 (their
+# slots are taken). The secret is the one currently
 # configured for the row's URL if the session still has it there, else the stored one.
 _CLAIM = """
 WITH due AS (
     SELECT id FROM webhook_outbox
     WHERE status = 'pending' AND next_attempt_at <= now()
       AND (locked_until IS NULL OR locked_until <= now())
+      AND url <> ALL($4::text[])
     ORDER BY next_attempt_at, id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -392,12 +439,14 @@ UPDATE webhook_outbox SET
 WHERE id = $1 AND claim_token = $2::uuid AND status = 'pending'
 """
 
-# Seconds until the earliest pending row may be claimed: a free one's next attempt, or the
-# end of a lease (another worker's, or a dead one's).
+# Seconds until the earliest pending row may be claimed: a free one's next attempt (not for
+# the URLs in $1, whose slots are taken: a finished delivery wakes us), or the end of a lease
+# (another worker's, or a dead one's).
 _NEXT_DUE = """
 SELECT EXTRACT(EPOCH FROM (LEAST(
     (SELECT next_attempt_at FROM webhook_outbox
      WHERE status = 'pending' AND (locked_until IS NULL OR locked_until <= now())
+       AND url <> ALL($1::text[])
      ORDER BY next_attempt_at, id LIMIT 1),
     (SELECT min(locked_until) FROM webhook_outbox
      WHERE status = 'pending' AND locked_until > now())
@@ -449,6 +498,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 HttpClientFactory = Callable[[], httpx.AsyncClient]
+DEFAULT_CONCURRENCY = 64
+DEFAULT_TARGET_CONCURRENCY = 8  # as many as all deliveries had before: no URL is slower
 
 
 class Webhooks:
@@ -460,6 +511,11 @@ class Webhooks:
     the row over (default: timeout + 30 s); `poll_interval` bounds how long the deliverer
     sleeps without a wake-up; `jitter` spreads each backoff delay uniformly over
     [1 - jitter, 1 + jitter] times its nominal value.
+
+    `policy` says where session webhooks (set through the API) may go, and the global URL
+    goes where `policy.operator()` allows (internal addresses too, the lists still apply);
+    `resolver` replaces getaddrinfo (tests). `http_client_factory` replaces the guarded
+    clients with one of the caller's, which then checks nothing. `sealer` seals stored data.
     """
 
     def __init__(
@@ -472,12 +528,16 @@ class Webhooks:
         base_delay: float = 1.0,
         max_delay: float = 300.0,
         timeout: float = 10.0,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        target_concurrency: int = DEFAULT_TARGET_CONCURRENCY,
         http_client_factory: HttpClientFactory | None = None,
         lease: float | None = None,
         poll_interval: float = 5.0,
         jitter: float = 0.5,
         listen: bool = True,
+        policy: OutboundPolicy | None = None,
+        resolver: Resolver | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         if global_url is not None:
             check_url(global_url)
@@ -487,8 +547,8 @@ class Webhooks:
             raise ValueError(
                 f"the webhook secret must have at least {MIN_SECRET_LENGTH} characters"
             )
-        if max_attempts < 1 or concurrency < 1:
-            raise ValueError("max_attempts and concurrency must be at least 1")
+        if max_attempts < 1 or concurrency < 1 or target_concurrency < 1:
+            raise ValueError("max_attempts and the concurrencies must be at least 1")
         if min(base_delay, max_delay, timeout, poll_interval) <= 0 or not 0 <= jitter < 1:
             raise ValueError("delays, timeout and poll_interval must be > 0, jitter in [0, 1)")
         self._db = db
@@ -499,14 +559,21 @@ class Webhooks:
         self.max_delay = max_delay
         self.timeout = timeout
         self.concurrency = concurrency
+        self.target_concurrency = min(target_concurrency, concurrency)
+        self.policy = policy if policy is not None else OutboundPolicy()
+        self._guards: dict[str, OutboundGuard] = {
+            "session": OutboundGuard(self.policy, resolver=resolver),
+            "global": OutboundGuard(self.policy.operator(), resolver=resolver),
+        }
+        self._sealer = sealer
         self.lease = lease if lease is not None else timeout + 30.0
         if self.lease <= timeout:
             raise ValueError("the lease must be longer than the timeout")
         self.poll_interval = poll_interval
         self.jitter = jitter
         self._listen = listen
-        self._client_factory = http_client_factory or self._default_client
-        self._client: httpx.AsyncClient | None = None
+        self._client_factory = http_client_factory
+        self._clients: dict[str, httpx.AsyncClient] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[asyncio.Task[None], _Job] = {}
@@ -518,13 +585,29 @@ class Webhooks:
         return f"Webhooks(global={'set' if self.global_url else None}, running={self.running})"
 
     # -- configuration -------------------------------------------------------------------------
-    def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+    def _default_client(self, kind: str) -> httpx.AsyncClient:
+        """A client whose every connection passes the guard of this kind of target."""
+        return guarded_client(
+            self._guards[kind],
             timeout=httpx.Timeout(self.timeout),
-            follow_redirects=False,
             limits=httpx.Limits(max_connections=self.concurrency),
             headers={"User-Agent": f"wahttp-webhooks/{__version__}"},
         )
+
+    async def check_target(self, url: str, *, operator: bool = False) -> None:
+        """Whether a session webhook URL (`operator`: the operator's own) may be used: the
+        syntax, then the policy on its host and every address it resolves to now.
+
+        InvalidWebhookUrl for a bad URL or a host that does not resolve; AddressNotAllowed
+        (a WebhookPolicyError) for one the policy refuses.
+        """
+        check_url(url)
+        try:
+            await self._guards["global" if operator else "session"].check(url)
+        except AddressNotAllowed:
+            raise
+        except InvalidOutboundUrl as exc:
+            raise InvalidWebhookUrl(str(exc)) from None
 
     @property
     def running(self) -> bool:
@@ -560,10 +643,8 @@ class Webhooks:
         """
         if url is not None:
             check_url(url)
-        if secret is not None and len(secret) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                f"the webhook secret must have at least {MIN_SECRET_LENGTH} characters"
-            )
+        if secret is not None:
+            check_secret(secret)
         async with self._db.acquire() as conn:
             record = await conn.fetchrow(
                 "UPDATE sessions SET webhook_url = $2,"
@@ -645,14 +726,15 @@ class Webhooks:
         if event_id is not None:
             event = WebhookEvent(kind, session_id, dict(data), id=event_id)
         if conn is not None:
-            stored = await enqueue(conn, event, await self.targets(conn, session_id))
+            targets = await self.targets(conn, session_id)
+            stored = await enqueue(conn, event, targets, sealer=self._sealer)
         else:
             async with self._db.acquire() as own:
                 targets = await self.targets(own, session_id)
                 if not targets:
                     return None  # no webhook: one query, no transaction
                 async with own.transaction():
-                    stored = await enqueue(own, event, targets)
+                    stored = await enqueue(own, event, targets, sealer=self._sealer)
         if not stored:
             return None
         self._wake.set()
@@ -670,19 +752,24 @@ class Webhooks:
         status: DeliveryStatus | None = None,
         limit: int = 100,
         before: int | None = None,
+        *,
+        target: TargetKind | None = None,
     ) -> list[dict[str, Any]]:
-        """Outbox rows of a session (None: of no session), newest first; `before`: ids below."""
+        """Outbox rows of a session (None: of no session), newest first; `before`: ids below;
+        `target`: only the rows of that kind of target (a session key sees only "session")."""
         async with self._db.acquire() as conn:
             records = await conn.fetch(
                 f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox"
                 " WHERE session_id IS NOT DISTINCT FROM $1"
                 " AND ($2::text IS NULL OR status = $2::text)"
                 " AND ($3::bigint IS NULL OR id < $3::bigint)"
+                " AND ($5::text IS NULL OR target = $5::text)"
                 " ORDER BY id DESC LIMIT $4",
                 session_id,
                 status,
                 before,
                 max(0, limit),
+                target,
             )
         return [_delivery(r) for r in records]
 
@@ -724,8 +811,12 @@ class Webhooks:
         if self.running:
             return
         self._stopping = False
-        if self._client is None:
-            self._client = self._client_factory()
+        if not self._clients:
+            if self._client_factory is not None:
+                shared = self._client_factory()
+                self._clients = {"session": shared, "global": shared}
+            else:
+                self._clients = {kind: self._default_client(kind) for kind in self._guards}
         self._wake.set()
         self._task = asyncio.create_task(self._run(), name="webhooks")
 
@@ -760,9 +851,9 @@ class Webhooks:
         if self._recording:
             await asyncio.wait(list(self._recording), timeout=5.0)
         await self._unlisten()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients, {}
+        for client in {id(c): c for c in clients.values()}.values():
+            await client.aclose()
 
     async def _release(self, jobs: list[_Job]) -> None:
         """Give claims back at once; the cut-short attempt does not count."""
@@ -789,11 +880,17 @@ class Webhooks:
                 if free <= 0:
                     delay = self.poll_interval  # a finished delivery wakes us
                 else:
-                    claimed = await self._claim(free)
+                    full, limit = self._slots(free)
+                    claimed = await self._claim(limit, full)
                     for job in claimed:
                         self._spawn(job)
-                    # All slots filled: more may be due, look again when one frees up.
-                    delay = self.poll_interval if len(claimed) == free else await self._next_due()
+                    if len(claimed) == free:
+                        # All slots filled: more may be due, look again when one frees up.
+                        delay = self.poll_interval
+                    elif len(claimed) == limit:
+                        delay = 0.0  # a claim kept small for the URLs' slots: more may be due
+                    else:
+                        delay = await self._next_due(self._slots(free)[0])
                 failures = 0
                 if deaf:
                     # No NOTIFY can wake us: try LISTEN again soon rather than poll slowly.
@@ -817,18 +914,30 @@ class Webhooks:
     def _backoff(self, failures: int) -> float:
         return min(self.poll_interval, 0.1 * 2.0 ** min(failures, 8))
 
-    async def _next_due(self) -> float:
+    def _slots(self, free: int) -> tuple[list[str], int]:
+        """The URLs whose slots are all taken, and how many rows one claim may take so that
+        no URL gets more than its free slots (one claim may be all for one URL)."""
+        busy: dict[str, int] = {}
+        for job in self._inflight.values():
+            busy[job.url] = busy.get(job.url, 0) + 1
+        cap = self.target_concurrency
+        full = [url for url, n in busy.items() if n >= cap]
+        rooms = [cap - n for n in busy.values() if n < cap]
+        return full, min([free, cap, *rooms])
+
+    async def _next_due(self, full: list[str]) -> float:
         async with self._db.acquire() as conn:
-            seconds: float | None = await conn.fetchval(_NEXT_DUE)
+            seconds: float | None = await conn.fetchval(_NEXT_DUE, full)
         if seconds is None:
             return self.poll_interval
         return min(self.poll_interval, max(0.01, seconds))
 
-    async def _claim(self, limit: int) -> list[_Job]:
-        """Claim up to `limit` due rows (FOR UPDATE SKIP LOCKED) under a lease."""
+    async def _claim(self, limit: int, full: Sequence[str] = ()) -> list[_Job]:
+        """Claim up to `limit` due rows (FOR UPDATE SKIP LOCKED) under a lease, none of the
+        URLs in `full`."""
         token = uuid.uuid4()
         async with self._db.acquire() as conn:
-            records = await conn.fetch(_CLAIM, limit, self.lease, token)
+            records = await conn.fetch(_CLAIM, limit, self.lease, token, list(full))
         return [
             _Job(
                 id=r["id"],
@@ -893,7 +1002,14 @@ class Webhooks:
         """One POST; its outcome (delivered, retry after a delay, or dead)."""
         if job.secret is None:
             return self._failed(job, None, "no signing secret for this target", None)
-        body = encode_body(job.event_id, job.type, job.session_id, job.occurred_at, job.data)
+        data = job.data
+        if is_sealed(data):
+            try:
+                where = _seal_context(job.event_id, job.session_id)
+                data = json.loads(open_sealed(self._sealer, data, where))
+            except (SealError, ValueError) as exc:
+                return _Outcome("dead", None, f"cannot open the stored event: {exc}"[:_ERROR_LIMIT])
+        body = encode_body(job.event_id, job.type, job.session_id, job.occurred_at, data)
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -904,7 +1020,7 @@ class Webhooks:
             "X-Wahttp-Timestamp": str(timestamp),
             "X-Wahttp-Signature": sign(job.secret, timestamp, body),
         }
-        client = self._client
+        client = self._clients.get(job.target)
         if client is None:
             raise RuntimeError("the deliverer is not running")
         try:
@@ -912,6 +1028,9 @@ class Webhooks:
                 async with client.stream("POST", job.url, content=body, headers=headers) as resp:
                     code = resp.status_code
                     retry_after = _retry_after(resp.headers.get("retry-after"), time.time())
+        except AddressNotAllowed as exc:
+            # Refused before any connection: dead at once, nothing learnt about the port.
+            return _Outcome("dead", None, str(exc)[:_ERROR_LIMIT])
         except (TimeoutError, httpx.TimeoutException):
             return self._failed(job, None, f"timeout after {self.timeout:g}s", None)
         except Exception as exc:  # connection refused, reset, TLS, invalid URL, ...

@@ -15,6 +15,7 @@ from wahttp.server.cluster import SessionPlacement
 from wahttp.server.deps import Services, ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
 from wahttp.server.ratelimit import PairLimiterDep, SendLimiterDep
+from wahttp.server.routes.webhooks import check_webhook_target
 from wahttp.server.schemas import (
     MAX_TEXT,
     Created,
@@ -35,7 +36,6 @@ from wahttp.server.schemas import (
 from wahttp.server.sessions import CertificateRefused, ManagedSession
 from wahttp.server.state import SessionState
 from wahttp.server.store import SessionExists
-from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
 from wahttp.wa.jid import Jid
@@ -52,10 +52,7 @@ async def create_session(services: ServicesDep, body: CreateSession | None = Non
     """Create a session and start its socket in the background."""
     body = body or CreateSession()
     if body.webhook_url is not None:
-        try:
-            services.settings.webhook_policy().check(body.webhook_url)
-        except WebhookPolicyError as exc:
-            raise ApiError(400, "webhook_not_allowed", str(exc)) from exc
+        await check_webhook_target(services.webhooks, body.webhook_url)
     session_id = body.id or secrets.token_hex(8)
     try:  # the insert decides: many creating one id at once get one 201 and 409s
         await services.repo.create(

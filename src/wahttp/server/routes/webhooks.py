@@ -1,4 +1,9 @@
-"""A session's webhook (URL and signing secret) and its outbox of deliveries."""
+"""A session's webhook (URL and signing secret) and its outbox of deliveries.
+
+A session key sees and re-queues only its session's own webhook deliveries (target
+"session"); the global webhook's rows (the operator's URL, which may hold a token) are the
+admin's alone.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wahttp.server.auth import require_session_access
+from wahttp.server.auth import Principal, PrincipalDep, require_session_access
 from wahttp.server.deps import SessionRow
 from wahttp.server.errors import ApiError
 from wahttp.server.schemas import INT64_MAX
@@ -18,7 +23,9 @@ from wahttp.server.webhooks import (
     MIN_SECRET_LENGTH,
     DeliveryStatus,
     InvalidWebhookUrl,
+    TargetKind,
     Webhooks,
+    check_secret,
     check_url,
 )
 
@@ -36,6 +43,15 @@ def get_webhooks(request: Request) -> Webhooks:
 
 
 WebhooksDep = Annotated[Webhooks, Depends(get_webhooks)]
+
+
+async def check_webhook_target(webhooks: Webhooks, url: str) -> None:
+    """400 `webhook_not_allowed` unless a URL set through the API may be used (the policy of
+    server/webhook_policy.py on its host and every address it resolves to)."""
+    try:
+        await webhooks.check_target(url)
+    except (WebhookPolicyError, InvalidWebhookUrl) as exc:
+        raise ApiError(400, "webhook_not_allowed", str(exc)) from None
 
 
 class WebhookUpdate(BaseModel):
@@ -62,6 +78,11 @@ class WebhookUpdate(BaseModel):
             except InvalidWebhookUrl as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("secret")
+    @classmethod
+    def _printable_secret(cls, value: str | None) -> str | None:
+        return None if value is None else check_secret(value)
 
 
 class WebhookInfo(BaseModel):
@@ -94,37 +115,42 @@ async def get_webhook(row: SessionRow, webhooks: WebhooksDep) -> WebhookInfo:
 
 
 @router.put("/{session_id}/webhook", response_model=WebhookInfo)
-async def put_webhook(
-    request: Request, row: SessionRow, body: WebhookUpdate, webhooks: WebhooksDep
-) -> WebhookInfo:
+async def put_webhook(row: SessionRow, body: WebhookUpdate, webhooks: WebhooksDep) -> WebhookInfo:
     """Set or remove the session's webhook URL (and optionally its secret).
 
-    Events already queued keep the URL they were queued for.
+    Events already queued keep the URL they were queued for. 400 `webhook_not_allowed` for a
+    URL whose host is, or resolves to, an address the policy refuses.
     """
-    settings = getattr(request.app.state.services, "settings", None)
-    if body.url is not None and settings is not None:
-        try:
-            settings.webhook_policy().check(body.url)
-        except WebhookPolicyError as exc:
-            raise ApiError(400, "webhook_not_allowed", str(exc)) from exc
+    if body.url is not None:
+        await check_webhook_target(webhooks, body.url)
     config = await webhooks.set_webhook(row.id, body.url, body.secret)
     if config is None:
         raise ApiError(404, "session_not_found", f"no session with id {row.id!r}")
     return WebhookInfo(url=config.url, secret=config.secret)
 
 
+def _visible(who: Principal) -> TargetKind | None:
+    """The targets a caller may see: all for the admin, the session's own for its key."""
+    return None if who.admin else "session"
+
+
 @router.get("/{session_id}/webhook/deliveries", response_model=list[Delivery])
 async def list_deliveries(
     row: SessionRow,
     webhooks: WebhooksDep,
+    who: PrincipalDep,
+    *,
     status: Annotated[DeliveryStatus | None, Query(description="only this status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
         int | None, Query(ge=1, le=INT64_MAX, description="page: ids below this one")
     ] = None,
 ) -> list[Delivery]:
-    """The session's deliveries (its own webhook's and the global one's), newest first."""
-    rows = await webhooks.deliveries(row.id, status=status, limit=limit, before=before)
+    """The session's deliveries, newest first: its own webhook's, and for the admin key the
+    global webhook's too."""
+    rows = await webhooks.deliveries(
+        row.id, status=status, limit=limit, before=before, target=_visible(who)
+    )
     return [Delivery.model_validate(r) for r in rows]
 
 
@@ -133,10 +159,16 @@ async def retry_delivery(
     row: SessionRow,
     delivery_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
     webhooks: WebhooksDep,
+    who: PrincipalDep,
 ) -> Delivery:
     """Queue a dead delivery again (with a fresh count of attempts)."""
     found = await webhooks.delivery(delivery_id)
-    if found is None or found["session"] != row.id:
+    visible = _visible(who)
+    if (
+        found is None
+        or found["session"] != row.id
+        or (visible is not None and found["target"] != visible)
+    ):
         raise ApiError(404, "delivery_not_found", f"no delivery {delivery_id} for this session")
     if found["status"] != "dead" or not await webhooks.redeliver(delivery_id):
         raise ApiError(409, "not_dead", "only a dead delivery can be retried")
