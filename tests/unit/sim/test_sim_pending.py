@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TYPE_CHECKING, cast
 
 from wahttp.sim.routing import Router
 from wahttp.sim.server import SimServer
 from wahttp.sim.state import restore_state, snapshot
 from wahttp.wa.binary import Node
 from wahttp.wa.client.ib import ack_for
+
+if TYPE_CHECKING:
+    from wahttp.sim.connection import ServerConnection
 
 
 class FakeConn:
@@ -82,7 +86,7 @@ async def test_each_ack_clears_only_its_own_stanza() -> None:
 
     # Reconnecting: exactly the unacked ones come again, in their order.
     again = _connect(router, key)
-    assert await router.flush(key, again) == 3
+    assert await router.flush(key, cast("ServerConnection", again)) == 3
     assert again.sent == [stanzas[0], stanzas[2], stanzas[4]]
     assert router.acked(key, baileys_ack(stanzas[4]))  # Baileys' message ack has type and from
     assert router.acked(key, ack_for(stanzas[2]))
@@ -114,7 +118,7 @@ async def test_unacked_receipts_survive_a_state_file_restart() -> None:
     restarted = SimServer()
     await restore_state(restarted, data)
     conn = _connect(restarted.router, key)
-    assert await restarted.router.flush(key, conn) == 4
+    assert await restarted.router.flush(key, cast("ServerConnection", conn)) == 4
     assert [(n.tag, n.attr("from"), n.attr("type")) for n in conn.sent] == [
         (s.tag, s.attr("from"), s.attr("type")) for s in stanzas if s is not stanzas[3]
     ]
