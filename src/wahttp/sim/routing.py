@@ -43,6 +43,29 @@ class Mailbox:
 
     pending: OrderedDict[PendingKey, Node] = field(default_factory=OrderedDict)
     queue: list[Node] = field(default_factory=list)
+    # message id -> the keys of pending messages with it, so a receipt finds them at once
+    _messages: dict[str, set[PendingKey]] = field(default_factory=dict, init=False, repr=False)
+
+    def hold(self, stanza: Node) -> None:
+        """Keep a stanza sent to the device until its ack (a resend replaces its copy)."""
+        pkey = pending_key(stanza)
+        self.pending[pkey] = stanza
+        if pkey[0] == "message":
+            self._messages.setdefault(pkey[1], set()).add(pkey)
+
+    def release(self, pkey: PendingKey) -> bool:
+        """Forget the pending stanza of this key; False if there was none."""
+        if self.pending.pop(pkey, None) is None:
+            return False
+        keys = self._messages.get(pkey[1]) if pkey[0] == "message" else None
+        if keys is not None:
+            keys.discard(pkey)
+            if not keys:
+                del self._messages[pkey[1]]
+        return True
+
+    def messages_with(self, message_id: str) -> list[PendingKey]:
+        return sorted(self._messages.get(message_id, ()))
 
 
 class Router:
@@ -97,31 +120,29 @@ class Router:
         if conn is None or conn.stalled or conn.closed.is_set():
             box.queue.append(stanza)
             return
-        box.pending[pending_key(stanza)] = stanza
+        box.hold(stanza)
         await conn.send_node(stanza)
 
     def acked(self, key: DeviceKey, ack: Node) -> bool:
         """A device's <ack> clears the one pending stanza it names; True if there was one."""
         box = self.mailboxes.get(key)
-        return box is not None and box.pending.pop(ack_key(ack), None) is not None
+        return box is not None and box.release(ack_key(ack))
 
     def receipted(self, key: DeviceKey, receipt: Node, ids: list[str]) -> None:
         """A device's receipt clears the messages it reports on, from the sender it names."""
         box = self.mailboxes.get(key)
         if box is None:
             return
-        wanted = set(ids)
         senders = self._accounts_of(receipt.attr("to"), receipt.attr("participant"))
-        for pkey, stanza in list(box.pending.items()):
-            if pkey[0] != "message" or pkey[1] not in wanted:
-                continue
+        for pkey in [k for message_id in dict.fromkeys(ids) for k in box.messages_with(message_id)]:
+            stanza = box.pending[pkey]
             # Baileys addresses a receipt to the chat (non-AD, PN or LID), the message came from
             # a device of it (or, for our own account's copy, from us with the chat as recipient).
             if senders and not senders & self._accounts_of(
                 stanza.attr("from"), stanza.attr("recipient")
             ):
                 continue
-            del box.pending[pkey]
+            box.release(pkey)
 
     def _accounts_of(self, *jids: str | None) -> set[str]:
         numbers = set()
@@ -140,7 +161,7 @@ class Router:
         backlog = list(box.pending.values()) + box.queue
         box.queue = []
         for stanza in backlog:
-            box.pending[pending_key(stanza)] = stanza
+            box.hold(stanza)
             await conn.send_node(stanza)
         return len(backlog)
 

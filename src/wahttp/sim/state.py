@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wahttp.sim.network import Account, Device, SignedPreKeyRecord
 from wahttp.sim.phone import Phone
 from wahttp.sim.phone_peer import InboxItem, SentItem
-from wahttp.sim.routing import Mailbox, pending_key
+from wahttp.sim.routing import Mailbox
 from wahttp.wa.auth import bufferjson
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.signal_store import SignalStore
@@ -175,8 +175,7 @@ async def restore_state(server: SimServer, data: dict[str, Any]) -> None:
         for box in saved["mailboxes"]:
             mailbox = Mailbox()
             for text in box["pending"]:
-                node = _unnode(text)
-                mailbox.pending[pending_key(node)] = node
+                mailbox.hold(_unnode(text))
             mailbox.queue = [_unnode(text) for text in box["queue"]]
             router.mailboxes[(str(box["number"]), int(box["device"]))] = mailbox
         router.origins = OrderedDict((str(m), (str(n), int(d))) for m, n, d in saved["origins"])
