@@ -16,7 +16,15 @@ from simtools import Linked, Recorder, client_for, linked_client, new_phone
 from wahttp.sim.faults import ChaosPlan, chaos_schedule
 from wahttp.sim.runner import SimHandle
 from wahttp.wa.auth import MemoryAuthStore
-from wahttp.wa.client import Client, Connected, Disconnected, Event, LoggedOut, MessageReceived
+from wahttp.wa.client import (
+    Client,
+    Connected,
+    Disconnected,
+    Event,
+    LoggedOut,
+    MessageAck,
+    MessageReceived,
+)
 from wahttp.wa.errors import ConnectionClosed
 from wahttp.wa.jid import Jid
 
@@ -247,6 +255,58 @@ async def test_restart_cuts_everyone_keeps_state_and_redelivers(
     assert faults["injected"] == {"restart": 1} and faults["restarts"] == 1
     await a.client.disconnect()
     await b.client.disconnect()
+
+
+async def test_restart_redelivers_each_unacked_receipt_of_a_message(
+    sim: SimHandle, admin: httpx.AsyncClient
+) -> None:
+    """A delivery and a read receipt of one message are two stanzas: neither's ack (nor the
+    ack of our own phone's 'sender' receipt) clears the other, and both come again."""
+    a = await linked_client(sim, admin)
+    friend = await new_phone(admin)
+    never = asyncio.Event()
+
+    async def owner_stuck(event: Event) -> None:
+        if isinstance(event, MessageAck):
+            await never.wait()  # the status is never recorded, so the receipt stays unacked
+
+    a.client.add_event_handler(owner_stuck)
+    sent = await a.client.send_text(Jid(friend, "s.whatsapp.net"), "tick tick")
+
+    async def phone_has_it() -> bool:
+        return any(m["id"] == sent.id for m in (await _inbox(admin, friend))["received"])
+
+    await _until(phone_has_it)
+    read = await admin.post(f"/phones/{friend}/messages/{sent.id}/read")
+    assert read.status_code == 200, read.text
+    first = await a.events.next(MessageAck)
+    assert isinstance(first, MessageAck) and first.status == "delivered"
+    box = sim.server.router.mailbox((a.number, Jid.parse(a.jid).device or 0))
+
+    def pending_receipts() -> set[str | None]:
+        return {n.attr("type") for n in box.pending.values() if n.attr("id") == sent.id}
+
+    async def both_pending() -> bool:
+        return pending_receipts() == {None, "read"}
+
+    await _until(both_pending)
+
+    assert (await admin.post("/faults/restart", json={"down_seconds": 0.3})).status_code == 200
+    await a.events.next(Disconnected)
+    await sim.server.faults.wait_settled()
+    await a.reconnect(sim)
+    statuses = []
+    for _ in range(2):
+        got = await a.events.next(MessageAck)
+        assert isinstance(got, MessageAck) and got.ids == (sent.id,)
+        statuses.append(got.status)
+    assert statuses == ["delivered", "read"]
+
+    async def all_acked() -> bool:
+        return not pending_receipts()
+
+    await _until(all_acked)
+    await a.client.disconnect()
 
 
 class Keeper:

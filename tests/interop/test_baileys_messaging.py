@@ -152,6 +152,19 @@ async def test_fifty_each_way_interleaved(
                 for message_id in sent_ids:
                     while not await delivered(message_id):
                         await asyncio.sleep(0.05)
+
+            # Both clients acked every stanza they were given, each by its own ack or receipt
+            # (the simulator matches them as the real server does): nothing is left pending.
+            def left_pending() -> list[str]:
+                return [
+                    f"{key}: {pkey}"
+                    for key, box in sim.server.router.mailboxes.items()
+                    for pkey in box.pending
+                ]
+
+            async with asyncio.timeout(15):
+                while left_pending():
+                    await asyncio.sleep(0.1)
     finally:
         if baileys is not None:
             await baileys.stop()

@@ -238,6 +238,36 @@ async def test_soak(sim: SimHandle, admin: httpx.AsyncClient, soak_db: str, tmp_
         for session_id in ids:
             inbox = (await admin.get(f"/phones/{friends[session_id]}/messages")).json()
             counts["phones_undecryptable"] += inbox["undecryptable"]
+
+        # Receipts: a phone answers every message it decrypted with a delivery receipt, which
+        # the simulator keeps until our session acks it (redelivering it after any fault), so
+        # every such message reaches "delivered" or later in wahttp, within a bounded settle.
+        async def lagging_receipts() -> dict[str, str]:
+            lagging: dict[str, str] = {}
+            for message_id, (session_id, to) in accepted.items():
+                if to == baileys_number or message_id not in got:
+                    continue
+                resp = await w.api.get(f"/sessions/{session_id}/messages/{message_id}")
+                status = resp.json()["status"] if resp.status_code == 200 else resp.status_code
+                if status not in ("delivered", "read", "played"):
+                    lagging[message_id] = str(status)
+            return lagging
+
+        lagging = await lagging_receipts()
+        counts["receipts_late"] = len(lagging)  # not yet recorded when the phones had them all
+        try:
+            async with asyncio.timeout(60):
+                while lagging:
+                    await asyncio.sleep(1)
+                    lagging = await lagging_receipts()
+        except TimeoutError:
+            raise AssertionError(
+                f"{len(lagging)} messages the phones received and receipted stayed "
+                f"{dict(Counter(lagging.values()))} in wahttp: {sorted(lagging)[:10]}"
+            ) from None
+        counts["receipts_delivered"] = sum(
+            1 for m, (_, to) in accepted.items() if to != baileys_number and m in got
+        )
         to_baileys = {m for m, (_, to) in accepted.items() if to == baileys_number}
         baileys_got: Counter[str] = Counter()
         try:

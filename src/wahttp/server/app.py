@@ -22,6 +22,7 @@ from wahttp.server.http_guard import RejectControlCharacters
 from wahttp.server.limits import BodySizeLimit
 from wahttp.server.messages import MessageRepository, SessionSentStore
 from wahttp.server.ratelimit import SendRateLimiter
+from wahttp.server.retention import Retention
 from wahttp.server.routes import health, keys, sessions
 from wahttp.server.routes import webhooks as webhook_routes
 from wahttp.server.sessions import SessionManager, StoreFactory
@@ -100,7 +101,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async def forget(session_id: str) -> None:
                 await repo.delete(session_id)
 
-            messages = MessageRepository(db)
+            messages = MessageRepository(db, sealer)  # sent copies sealed like auth state
+            retention = Retention(
+                db,
+                hooks,
+                message_days=settings.message_retention_days,
+                webhook_days=settings.webhook_retention_days,
+                interval=settings.retention_interval,
+            )
+            retention.start()
+            stack.push_async_callback(retention.stop)  # before the pool closes
             events = ServiceEvents(messages, hooks)
             manager = SessionManager(
                 store_factory(db, settings, sealer),

@@ -4,7 +4,8 @@ Run it while the service is stopped when using the embedded PostgreSQL (one serv
 folder); with DATABASE_URL it can run beside the service, which picks the session up on restart.
 With an encryption key configured (server/at_rest.py), import seals what it stores and can read
 a sealed folder mirror; export always writes clear files, since that is what Baileys loads.
-`rotate-key` seals every session's state under the current key (see `_rotate`).
+`rotate-key` seals every session's state under the current key (see `_rotate`), and the
+sent-message copies kept for retry receipts (`messages.payload`) too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import Counter
 from wahttp.server.app import open_database
 from wahttp.server.at_rest import sealer_from_settings
 from wahttp.server.db import Database
+from wahttp.server.messages import MessageRepository
 from wahttp.server.schemas import SESSION_ID_PATTERN
 from wahttp.server.settings import Settings
 from wahttp.server.store import PostgresAuthStore, SessionRepository
@@ -124,15 +126,23 @@ async def _rotate(repo: SessionRepository, db: Database, settings: Settings, sea
     totals: Counter[str] = Counter()
     values = resealed = failed = 0
     rows = await repo.list()
+    messages = MessageRepository(db, sealer)
     for row in rows:
         store = PostgresAuthStore(db, row.id, sealer)
         folder = settings.auth_dir / row.id if settings.auth_mirror else None
         try:
             counts = await store.reseal(folder)
+            sent = await messages.reseal_payloads(row.id)
         except StoreError as exc:
             failed += 1
             print(f"session {row.id!r}: error: {exc}", file=sys.stderr)
             continue
+        if sent.values:
+            detail = ", ".join(f"{n} {_source(s)}" for s, n in sorted(sent.resealed.items()))
+            print(
+                f"session {row.id!r}: {sent.values} sent message copies,"
+                f" {sent.total_resealed} re-sealed{' (' + detail + ')' if detail else ''}"
+            )
         values += counts.values
         resealed += counts.total_resealed
         totals.update(counts.resealed)

@@ -1,21 +1,80 @@
 """Message status records: what we sent (pending -> sent -> delivered -> read) and received.
 
-Only ids, chats and timestamps are stored; message bodies stay out of the database.
+Rows hold ids, chats, statuses and timestamps, and for a message we sent its encoded Message
+(`payload`), kept to answer retry receipts after a restart. With a Sealer (the service's
+encryption key ring) the payload is stored as a sealed envelope (wa/auth/sealing.py, the JSON
+text of it in the bytea column) bound to (session, "messages.payload", message id): a payload
+copied to another row or session does not open. Clear payloads (written without a key, or
+before one was set) are read as they are; `reseal_payloads` (behind `wahttp auth rotate-key`)
+seals them under the current key. Old rows go by `server/retention.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
 from wahttp.server.db import Database
+from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, open_sealed
 
 # A status only moves forward; a late "delivered" must not undo "read".
 RANK = {"pending": 0, "failed": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+# The seal context's category of a sent payload: not a possible auth key category (those have
+# no '.'), so a payload's seal never opens as an auth value, nor the other way round.
+PAYLOAD_CATEGORY = "messages.payload"
+_SEALED_PREFIX = b'{"' + b"wahttp:sealed"  # an encoded Message never starts with '{' (0x7b)
+RESEAL_BATCH = 500
+
+
+def payload_context(session_id: str, message_id: str) -> SealContext:
+    return SealContext(session_id, PAYLOAD_CATEGORY, message_id)
+
+
+def seal_payload(
+    sealer: Sealer | None, session_id: str, message_id: str, payload: bytes | None
+) -> bytes | None:
+    """What to store for a sent payload: itself without a key, else its sealed envelope."""
+    if payload is None or sealer is None:
+        return payload
+    envelope = sealer.seal(payload, payload_context(session_id, message_id))
+    return json.dumps(envelope, separators=(",", ":")).encode("ascii")
+
+
+def _envelope(stored: bytes) -> dict[str, object] | None:
+    if not stored.startswith(_SEALED_PREFIX):
+        return None
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return None
+    return value if is_sealed(value) else None
+
+
+def open_payload(sealer: Sealer | None, session_id: str, message_id: str, stored: bytes) -> bytes:
+    """A stored payload in clear: clear ones as they are, sealed ones opened (SealError if
+    they cannot be: no key, an unknown key id, or a wrong, altered or moved value)."""
+    envelope = _envelope(stored)
+    if envelope is None:
+        return stored
+    return open_sealed(sealer, envelope, payload_context(session_id, message_id))
+
+
+@dataclass(slots=True)
+class PayloadResealCounts:
+    """What `reseal_payloads` did: payloads seen, and re-sealed by what they were in."""
+
+    values: int = 0
+    resealed: Counter[str] = field(default_factory=Counter)  # "clear" or the old key id
+
+    @property
+    def total_resealed(self) -> int:
+        return sum(self.resealed.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +91,9 @@ class MessageRow:
 
 
 class MessageRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
 
     async def record_outgoing(
         self, session_id: str, message_id: str, chat: str, payload: bytes | None = None
@@ -46,7 +106,7 @@ class MessageRepository:
                 session_id,
                 message_id,
                 chat,
-                payload,
+                seal_payload(self._sealer, session_id, message_id, payload),
             )
 
     @contextlib.asynccontextmanager
@@ -105,7 +165,7 @@ class MessageRepository:
                 session_id,
                 message_id,
                 chat,
-                payload,
+                seal_payload(self._sealer, session_id, message_id, payload),
             )
 
     async def load_sent(self, session_id: str, message_id: str) -> tuple[str, bytes] | None:
@@ -116,7 +176,54 @@ class MessageRepository:
                 session_id,
                 message_id,
             )
-        return (row["chat"], bytes(row["payload"])) if row else None
+        if row is None:
+            return None
+        payload = open_payload(self._sealer, session_id, message_id, bytes(row["payload"]))
+        return row["chat"], payload
+
+    async def reseal_payloads(self, session_id: str) -> PayloadResealCounts:
+        """Seal this session's sent payloads under the current key, a batch at a time.
+
+        Clear payloads and those under older keys are re-sealed, those under the current key
+        are opened (checked) and left alone: a second run changes nothing. Each row is
+        replaced only if it still holds what was read (a concurrent write wins), and no lock
+        is held between batches, so a running service is not held up.
+        """
+        sealer = self._sealer
+        if sealer is None:
+            raise SealError("re-sealing needs an encryption key")
+        counts = PayloadResealCounts()
+        after = ""
+        while True:
+            async with self._db.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT id, payload FROM messages WHERE session_id = $1 AND id > $2"
+                    " AND payload IS NOT NULL ORDER BY id LIMIT $3",
+                    session_id,
+                    after,
+                    RESEAL_BATCH,
+                )
+                updates: list[tuple[str, str, bytes, bytes]] = []
+                for row in rows:
+                    stored = bytes(row["payload"])
+                    clear = open_payload(sealer, session_id, row["id"], stored)
+                    counts.values += 1
+                    envelope = _envelope(stored)
+                    if envelope is not None and sealer.is_current(envelope):
+                        continue
+                    counts.resealed["clear" if envelope is None else str(envelope["kid"])] += 1
+                    new = seal_payload(sealer, session_id, row["id"], clear)
+                    assert new is not None
+                    updates.append((session_id, row["id"], stored, new))
+                if updates:
+                    await conn.executemany(
+                        "UPDATE messages SET payload = $4 WHERE session_id = $1 AND id = $2"
+                        " AND payload = $3",
+                        updates,
+                    )
+            if len(rows) < RESEAL_BATCH:
+                return counts
+            after = rows[-1]["id"]
 
     async def mark_read_incoming(self, session_id: str, message_id: str) -> None:
         async with self._db.acquire() as conn:

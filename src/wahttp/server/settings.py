@@ -149,6 +149,21 @@ class Settings(BaseSettings):
         description="new pairing codes a minute per session; 0: no limit",
     )
     pair_burst: int = Field(3, alias="WAHTTP_PAIR_BURST", ge=1, description="new codes at once")
+    message_retention_days: int = Field(
+        30,
+        alias="WAHTTP_MESSAGE_RETENTION_DAYS",
+        ge=0,
+        description="delete message rows (statuses, sent copies) older than this; 0: keep",
+    )
+    webhook_retention_days: int = Field(
+        7,
+        alias="WAHTTP_WEBHOOK_RETENTION_DAYS",
+        ge=0,
+        description="delete delivered and dead webhook deliveries older than this; 0: keep",
+    )
+    retention_interval: float = Field(
+        3600.0, alias="WAHTTP_RETENTION_INTERVAL", gt=0, description="seconds between prunes"
+    )
 
     worker_url: str | None = Field(
         None,

@@ -1,9 +1,16 @@
 """Stanza routing on the simulated server: messages fan out to addressed devices, receipts go
 back to the sending device, and every device has an offline queue.
 
-A stanza stays "pending" for a device until that device acks it (an <ack> or a <receipt> with
-its id); on every login pending stanzas are delivered again first, then the queue, then
-`<ib><offline count=N/>` — the at-least-once delivery real clients rely on.
+A stanza stays "pending" for a device until that device acks it; on every login pending stanzas
+are delivered again first, then the queue, then `<ib><offline count=N/>` — the at-least-once
+delivery real clients rely on.
+
+As on the real server, an <ack> names its stanza by class (the tag), id, `to` (the stanza's
+`from`), `participant` and, except for messages, `type`: a delivery and a read receipt of one
+message, or receipts of it from two devices, are distinct stanzas and each needs its own ack
+(Baileys' `buildAckStanza` and our `ib.ack_for` echo exactly these attributes; neither we nor
+whatsmeow echo a message's type, so it is not part of a message's key). A receipt for a message
+acks that message too, as its delivery report does on the real server.
 """
 
 from __future__ import annotations
@@ -26,14 +33,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, int]  # (phone number, device id); device 0 is the phone itself
 ORIGINS_KEPT = 100_000
+# (tag, id, from, participant, type): what an <ack> must match to clear a pending stanza
+PendingKey = tuple[str, str, str, str, str]
 
 
 @dataclass
 class Mailbox:
     """What the server holds for one device: sent but unacked, and not yet sent."""
 
-    pending: OrderedDict[str, Node] = field(default_factory=OrderedDict)
+    pending: OrderedDict[PendingKey, Node] = field(default_factory=OrderedDict)
     queue: list[Node] = field(default_factory=list)
+    # message id -> the keys of pending messages with it, so a receipt finds them at once
+    _messages: dict[str, set[PendingKey]] = field(default_factory=dict, init=False, repr=False)
+
+    def hold(self, stanza: Node) -> None:
+        """Keep a stanza sent to the device until its ack (a resend replaces its copy)."""
+        pkey = pending_key(stanza)
+        self.pending[pkey] = stanza
+        if pkey[0] == "message":
+            self._messages.setdefault(pkey[1], set()).add(pkey)
+
+    def release(self, pkey: PendingKey) -> bool:
+        """Forget the pending stanza of this key; False if there was none."""
+        if self.pending.pop(pkey, None) is None:
+            return False
+        keys = self._messages.get(pkey[1]) if pkey[0] == "message" else None
+        if keys is not None:
+            keys.discard(pkey)
+            if not keys:
+                del self._messages[pkey[1]]
+        return True
+
+    def messages_with(self, message_id: str) -> list[PendingKey]:
+        return sorted(self._messages.get(message_id, ()))
 
 
 class Router:
@@ -88,14 +120,40 @@ class Router:
         if conn is None or conn.stalled or conn.closed.is_set():
             box.queue.append(stanza)
             return
-        box.pending[_stanza_key(stanza)] = stanza
+        box.hold(stanza)
         await conn.send_node(stanza)
 
-    def acked(self, key: DeviceKey, stanza_id: str) -> None:
+    def acked(self, key: DeviceKey, ack: Node) -> bool:
+        """A device's <ack> clears the one pending stanza it names; True if there was one."""
         box = self.mailboxes.get(key)
-        if box is not None:
-            for tag in ("message", "receipt", "notification"):
-                box.pending.pop(f"{tag}:{stanza_id}", None)
+        return box is not None and box.release(ack_key(ack))
+
+    def receipted(self, key: DeviceKey, receipt: Node, ids: list[str]) -> None:
+        """A device's receipt clears the messages it reports on, from the sender it names."""
+        box = self.mailboxes.get(key)
+        if box is None:
+            return
+        senders = self._accounts_of(receipt.attr("to"), receipt.attr("participant"))
+        for pkey in [k for message_id in dict.fromkeys(ids) for k in box.messages_with(message_id)]:
+            stanza = box.pending[pkey]
+            # Baileys addresses a receipt to the chat (non-AD, PN or LID), the message came from
+            # a device of it (or, for our own account's copy, from us with the chat as recipient).
+            if senders and not senders & self._accounts_of(
+                stanza.attr("from"), stanza.attr("recipient")
+            ):
+                continue
+            box.release(pkey)
+
+    def _accounts_of(self, *jids: str | None) -> set[str]:
+        numbers = set()
+        for text in jids:
+            try:
+                account = self.network.account_by_user(Jid.parse(text or "").user)
+            except ValueError:
+                continue
+            if account is not None:
+                numbers.add(account.number)
+        return numbers
 
     async def flush(self, key: DeviceKey, conn: ServerConnection) -> int:
         """After a login: redeliver unacked stanzas, then the offline queue."""
@@ -103,7 +161,7 @@ class Router:
         backlog = list(box.pending.values()) + box.queue
         box.queue = []
         for stanza in backlog:
-            box.pending[_stanza_key(stanza)] = stanza
+            box.hold(stanza)
             await conn.send_node(stanza)
         return len(backlog)
 
@@ -192,11 +250,11 @@ class Router:
     async def route_receipt(self, receiver: DeviceKey, node: Node) -> None:
         """A device's receipt acks the stanza for it and travels back to the sender."""
         receipt_id = node.attr("id") or ""
-        self.acked(receiver, receipt_id)
         ids = [receipt_id]
         listing = node.child("list")
         if listing is not None:
             ids += [i.attr("id") or "" for i in listing.children("item")]
+        self.receipted(receiver, node, ids)
         origin = self.origins.get(receipt_id)
         if origin is None or origin == receiver:
             return
@@ -216,8 +274,23 @@ class Router:
         )
 
 
-def _stanza_key(node: Node) -> str:
-    return f"{node.tag}:{node.attr('id') or ''}"
+def pending_key(node: Node) -> PendingKey:
+    """The key of a stanza the server sent and waits to have acked."""
+    kind = "" if node.tag == "message" else node.attr("type") or ""
+    return (
+        node.tag,
+        node.attr("id") or "",
+        node.attr("from") or "",
+        node.attr("participant") or "",
+        kind,
+    )
+
+
+def ack_key(ack: Node) -> PendingKey:
+    """The key of the stanza an <ack> acknowledges (see the module doc)."""
+    tag = ack.attr("class") or ""
+    kind = "" if tag == "message" else ack.attr("type") or ""
+    return (tag, ack.attr("id") or "", ack.attr("to") or "", ack.attr("participant") or "", kind)
 
 
 def _ack(

@@ -219,7 +219,7 @@ class SimServer:
         elif node.tag == "receipt":
             await self.router.route_receipt(key, node)
         elif node.tag == "ack":
-            self.router.acked(key, node.attr("id") or "")
+            self.router.acked(key, node)
         # presence and ib are accepted silently.
 
     # -- admin actions -----------------------------------------------------------------------

@@ -175,8 +175,7 @@ async def restore_state(server: SimServer, data: dict[str, Any]) -> None:
         for box in saved["mailboxes"]:
             mailbox = Mailbox()
             for text in box["pending"]:
-                node = _unnode(text)
-                mailbox.pending[f"{node.tag}:{node.attr('id') or ''}"] = node
+                mailbox.hold(_unnode(text))
             mailbox.queue = [_unnode(text) for text in box["queue"]]
             router.mailboxes[(str(box["number"]), int(box["device"]))] = mailbox
         router.origins = OrderedDict((str(m), (str(n), int(d))) for m, n, d in saved["origins"])
