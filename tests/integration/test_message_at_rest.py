@@ -222,6 +222,7 @@ async def test_retention_prunes_old_messages_and_finished_deliveries(db: Databas
     await _message(db, "touched", 40, 0.1)  # a receipt just came: a retry may follow
     await _delivery(db, "delivered-old", "delivered", 8)
     await _delivery(db, "dead-old", "dead", 8)
+    await _delivery(db, "dead-older", "dead", 9)  # 3 finished old rows: two batches of 2
     await _delivery(db, "pending-old", "pending", 8)  # never delivered: never pruned
     await _delivery(db, "delivered-new", "delivered", 6)
     retention = Retention(db, Webhooks(db), message_days=30, webhook_days=7, batch=2)
@@ -234,7 +235,7 @@ async def test_retention_prunes_old_messages_and_finished_deliveries(db: Databas
     assert len((await _left(db))[0]) == 7
 
     pruned = await retention.prune_once()
-    assert pruned is not None and (pruned.messages, pruned.webhook_deliveries) == (5, 2)
+    assert pruned is not None and (pruned.messages, pruned.webhook_deliveries) == (5, 3)
     assert await _left(db) == ({"recent", "touched"}, {"pending-old", "delivered-new"})
     again = await retention.prune_once()  # idempotent
     assert again is not None and (again.messages, again.webhook_deliveries) == (0, 0)

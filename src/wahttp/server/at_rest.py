@@ -1,8 +1,9 @@
-"""Encryption at rest of auth state: the Sealer the settings ask for (wa/auth/sealing.py).
+"""Encryption at rest of auth state, sent message copies and webhook payloads: the Sealer the
+settings ask for (wa/auth/sealing.py).
 
 WAHTTP_ENCRYPTION_KEY holds one or more `[kid:]key` entries (comma separated, the first one
 seals, all of them open); WAHTTP_ENCRYPTION_KEY_FILE names a file with one entry per line, in
-the same order. Without either, auth state is kept in clear as the Node.js original kept it,
+the same order. Without either, all of it is kept in clear as the Node.js original kept it,
 and the service says so once at start.
 """
 
@@ -17,8 +18,8 @@ from wahttp.wa.auth.sealing import KeyConfigError, Sealer, load_key_file, parse_
 log = logging.getLogger(__name__)
 
 CLEAR_WARNING = (
-    "auth state is stored in clear; set WAHTTP_ENCRYPTION_KEY (or WAHTTP_ENCRYPTION_KEY_FILE)"
-    " to encrypt it at rest"
+    "auth state, sent messages and webhook payloads are stored in clear; set"
+    " WAHTTP_ENCRYPTION_KEY (or WAHTTP_ENCRYPTION_KEY_FILE) to encrypt them at rest"
 )
 
 
@@ -50,7 +51,8 @@ def startup_sealer(settings: Settings) -> Sealer | None:
         log.warning(CLEAR_WARNING)
     else:
         log.info(
-            "auth state is encrypted at rest (AES-256-GCM); sealing under key id %r, %d key(s)",
+            "auth state, sent messages and webhook payloads are encrypted at rest (AES-256-GCM);"
+            " sealing under key id %r, %d key(s)",
             sealer.current_kid,
             len(sealer.kids),
         )

@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wahttp.server.db import Database
+from wahttp.server.db import Database, describe, is_unavailable
 
 if TYPE_CHECKING:
     from wahttp.server.webhooks import Webhooks
@@ -100,8 +100,11 @@ class Retention:
                 await self.prune_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("retention: pruning failed; trying again in %.0fs", delay)
+            except Exception as exc:
+                if is_unavailable(exc):  # a database outage: one line, no trace
+                    log.warning("retention: the database is unavailable (%s)", describe(exc))
+                else:
+                    log.exception("retention: pruning failed; trying again in %.0fs", delay)
 
     async def prune_once(self) -> Pruned | None:
         """Delete what is past retention; None when another worker is pruning right now."""
@@ -123,7 +126,7 @@ class Retention:
                             break
                 deliveries = 0
                 if self.webhook_days > 0 and self._webhooks is not None:
-                    deliveries = await self._webhooks.prune(self.webhook_days * DAY)
+                    deliveries = await self._webhooks.prune(self.webhook_days * DAY, self.batch)
             finally:
                 with contextlib.suppress(Exception):
                     await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)

@@ -502,6 +502,15 @@ DEFAULT_CONCURRENCY = 64
 DEFAULT_TARGET_CONCURRENCY = 8  # as many as all deliveries had before: no URL is slower
 
 
+_PRUNE = """
+DELETE FROM webhook_outbox WHERE id = ANY(ARRAY(
+    SELECT id FROM webhook_outbox
+    WHERE status <> 'pending' AND created_at < now() - make_interval(secs => $1::float8)
+    LIMIT $2))
+  AND status <> 'pending'
+"""
+
+
 class Webhooks:
     """Enqueues events and runs a deliverer that drains the outbox (see the module docstring).
 
@@ -795,15 +804,17 @@ class Webhooks:
         self._wake.set()
         return True
 
-    async def prune(self, older_than: float) -> int:
-        """Delete delivered and dead rows created more than `older_than` seconds ago."""
-        async with self._db.acquire() as conn:
-            status: str = await conn.execute(
-                "DELETE FROM webhook_outbox WHERE status <> 'pending'"
-                " AND created_at < now() - make_interval(secs => $1::float8)",
-                older_than,
-            )
-        return int(status.rsplit(maxsplit=1)[-1])
+    async def prune(self, older_than: float, batch: int = 1000) -> int:
+        """Delete delivered and dead rows created more than `older_than` seconds ago, `batch`
+        rows a statement (by the `webhook_outbox_finished` index), so no lock is held long."""
+        total = 0
+        while True:
+            async with self._db.acquire() as conn:
+                status: str = await conn.execute(_PRUNE, older_than, batch)
+            deleted = int(status.rsplit(maxsplit=1)[-1])
+            total += deleted
+            if deleted < batch:
+                return total
 
     # -- the deliverer -------------------------------------------------------------------------
     def start(self) -> None:
