@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wahttp.server.events import ServiceEvents
+from wahttp.server.events import SendFailure, ServiceEvents
 from wahttp.server.state import SessionState
 from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.multifile import AuthFolderError
@@ -36,7 +36,7 @@ from wahttp.wa.client import (
 from wahttp.wa.client.client import SentStore
 from wahttp.wa.client.events import MessageAck, MessageReceived
 from wahttp.wa.client.messages import new_message_id, text_message
-from wahttp.wa.client.send import SendResult, send_message
+from wahttp.wa.client.send import SendError, SendResult, send_message
 from wahttp.wa.errors import CertificateError, ConnectionClosed, HandshakeError, WAError
 from wahttp.wa.jid import Jid
 from wahttp.wa.logs import SessionLogger
@@ -240,15 +240,19 @@ class ManagedSession:
             payload = message.SerializeToString()
             await events.before_send(self.id, message_id, str(to), payload)
         ok = False
+        failure: SendFailure | None = None
         try:
             result = await send_message(
                 self.client, to, message, message_id, stored=events is not None
             )
             ok = True
             return result
+        except SendError as exc:
+            failure = SendFailure(exc.code, exc.reason)
+            raise
         finally:
             if events is not None:
-                await events.after_send(self.id, message_id, str(to), ok)
+                await events.after_send(self.id, message_id, str(to), ok, failure)
 
     async def request_pairing_code(self, number: str) -> str:
         await self.wait_registering(self.manager.pairing_wait)

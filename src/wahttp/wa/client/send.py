@@ -27,10 +27,17 @@ ACK_TIMEOUT = 30.0
 class SendError(WAError):
     """The server refused the message or never acknowledged it."""
 
-    def __init__(self, message: str, code: int | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason or message
+        self.message_id = message_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +173,9 @@ async def send_message(
     if error:
         reason = ack_errors.reason(code) if code is not None else f"error {error}"
         await client.emit(MessageFailed(message_id, str(chat), code, reason))
-        raise SendError(f"the server refused the message (error {error}): {reason}", code, reason)
+        raise SendError(
+            f"the server refused the message (error {error}): {reason}", code, reason, message_id
+        )
     return SendResult(message_id, ack.attr_int("t", int(time.time())), len(participants))
 
 
