@@ -182,3 +182,25 @@ async def test_a_newly_linked_device_gets_the_tokens_its_account_holds(
     await _until(lambda: lid in store._keys.get("tctoken", {}))
     await client.disconnect()
     await runner
+
+
+async def test_a_retry_resend_needs_no_token(sim: SimHandle, admin: httpx.AsyncClient) -> None:
+    # Baileys' answer to a retry receipt: `<enc count>` beside `<participants>`, no tctoken.
+    a = await linked_client(sim, admin)
+    stranger = await _stranger(admin)
+    to = f"{stranger}@s.whatsapp.net"
+    enc = Node("enc", {"v": "2", "type": "msg", "count": "1"}, b"\x00" * 8)
+    resend = Node(
+        "message",
+        {"id": "3EB0TCTOKENRETRY000000", "to": to, "type": "text"},
+        [enc, Node("participants", {}, [Node("to", {"jid": to}, [enc])])],
+    )
+    ack = await a.client.send_and_wait_ack(resend, 10)
+    assert ack.attr("error") is None
+    first = Node(
+        "message",
+        {"id": "3EB0TCTOKENFIRST000000", "to": to, "type": "text"},
+        [Node("participants", {}, [Node("to", {"jid": to}, [enc])])],
+    )
+    assert (await a.client.send_and_wait_ack(first, 10)).attr("error") == "463"
+    await a.client.disconnect()

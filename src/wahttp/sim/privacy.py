@@ -148,6 +148,7 @@ class PrivacyTokens:
             await self.issue(router, issuer.number, sender)
             return None
         self.refused.append((sender, issuer.number, 463))
+        log.info("refused %s -> %s: 463 (no valid privacy token)", sender, issuer.number)
         return "463"
 
 

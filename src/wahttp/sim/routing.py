@@ -176,6 +176,10 @@ class Router:
         target = self.network.account_by_user(chat.user) if chat.is_user() else None
         if target is None:
             return None
+        if node.child("enc") is not None or chat.device is not None:
+            # A retry resend to one device (Baileys: `<enc count>` beside `<participants>`,
+            # `to` the device): never carries a token, and is not a new reach-out.
+            return None
         if target.number == sender[0]:  # to our own devices: a token there is refused (479)
             return "479" if node.child("tctoken") is not None else None
         return await self.network.privacy.admit(self, sender[0], target, node)
