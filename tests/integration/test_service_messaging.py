@@ -268,3 +268,28 @@ async def test_the_auth_folder_matches_the_database_after_a_stop(
     finally:
         await db.close()
     assert folder.keys["session"] and len(folder.keys["pre-key"]) > 10
+
+
+async def test_a_send_the_server_refuses_is_failed_with_its_code_never_sent(
+    api: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # A stranger (no privacy token issued to us) with AB prop 10518 on: the ack says 463.
+    await open_session(api, admin, "a", receiver.url)
+    stranger = (await admin.post("/phones", json={"trusting": False})).json()["number"]
+    resp = await api.post("/sessions/a/send-message", json={"to": f"+{stranger}", "message": "hi"})
+    assert resp.status_code == 502, resp.text
+    body = resp.json()["error"]
+    assert body["code"] == "send_failed" and body["ack"]["code"] == 463
+    message_id = body["messageId"]
+    status = (await api.get(f"/sessions/a/messages/{message_id}")).json()
+    assert status["status"] == "failed" and status["sent_at"] is None
+    assert status["error"]["code"] == 463 and "privacy token" in status["error"]["reason"]
+    await receiver.wait_for(lambda: "failed" in acks(receiver, message_id))
+    assert acks(receiver, message_id) == ["failed"]
+    failed = next(e for e in events(receiver, "message.ack") if e["data"]["id"] == message_id)
+    assert failed["data"]["error"] == status["error"]
+    # A delivered message has no error.
+    friend = await new_phone(admin)
+    ok = await api.post("/sessions/a/send-message", json={"to": f"+{friend}", "message": "hi"})
+    assert ok.status_code == 200
+    assert (await api.get(f"/sessions/a/messages/{ok.json()['messageId']}")).json()["error"] is None

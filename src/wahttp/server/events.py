@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
     from wahttp.server.sessions import ManagedSession
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailure:
+    """Why a send failed: the server's ack error code (None: no code, e.g. no ack in time)."""
+
+    code: int | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason}
 
 
 class EventEmitter(Protocol):
@@ -73,13 +85,25 @@ class ServiceEvents:
         Message) for retry receipts: one write before anything goes out."""
         await self.messages.record_outgoing(session_id, message_id, chat, payload)
 
-    async def after_send(self, session_id: str, message_id: str, chat: str, ok: bool) -> None:
+    async def after_send(
+        self,
+        session_id: str,
+        message_id: str,
+        chat: str,
+        ok: bool,
+        error: SendFailure | None = None,
+    ) -> None:
+        """`error`: why the server refused it (its ack's code and what that means), if known."""
         status = "sent" if ok else "failed"
         # The status and its webhook event in one transaction on one connection.
         async with self.messages.transaction() as conn:
             moved = await self.messages.set_status(session_id, [message_id], status, conn)
             if moved:
-                await self._ack(session_id, message_id, chat, status, None, conn=conn)
+                if error is not None and not ok:
+                    await self.messages.record_error(
+                        session_id, message_id, error.code, error.reason, conn
+                    )
+                await self._ack(session_id, message_id, chat, status, None, conn=conn, error=error)
         # else a receipt overtook the server's ack and reported "sent" already (on_ack)
 
     async def on_ack(self, session_id: str, event: MessageAck) -> None:
@@ -102,8 +126,11 @@ class ServiceEvents:
         device: str | None,
         *,
         conn: asyncpg.Connection,
+        error: SendFailure | None = None,
     ) -> None:
-        data = {"id": message_id, "chat": chat, "status": status, "device": device}
+        data: dict[str, Any] = {"id": message_id, "chat": chat, "status": status, "device": device}
+        if status == "failed":
+            data["error"] = error.to_json() if error is not None else None
         await self._emit(session_id, "message.ack", data, conn)
 
     async def on_status(self, session: ManagedSession) -> None:

@@ -88,6 +88,8 @@ class MessageRow:
     read_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    error_code: int | None = None
+    error_reason: str | None = None
 
 
 class MessageRepository:
@@ -155,6 +157,24 @@ class MessageRepository:
             async with self._db.acquire() as own:
                 rows = await own.fetch(query, session_id, message_ids, status, lower)
         return [(r["id"], r["status"]) for r in rows]
+
+    async def record_error(
+        self,
+        session_id: str,
+        message_id: str,
+        code: int | None,
+        reason: str,
+        conn: asyncpg.Connection,
+    ) -> None:
+        """Why a sent message failed (the server's ack error), beside its `failed` status."""
+        await conn.execute(
+            "UPDATE messages SET error_code = $3, error_reason = $4 "
+            "WHERE session_id = $1 AND id = $2 AND from_me",
+            session_id,
+            message_id,
+            code,
+            reason,
+        )
 
     async def save_sent(self, session_id: str, message_id: str, chat: str, payload: bytes) -> None:
         async with self._db.acquire() as conn:
@@ -238,7 +258,8 @@ class MessageRepository:
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT id, chat, from_me, status, sent_at, delivered_at, read_at, created_at, "
-                "updated_at FROM messages WHERE session_id = $1 AND id = $2",
+                "updated_at, error_code, error_reason FROM messages "
+                "WHERE session_id = $1 AND id = $2",
                 session_id,
                 message_id,
             )

@@ -84,6 +84,14 @@ class SendResponse(BaseModel):
     timestamp: int
 
 
+class MessageError(BaseModel):
+    """Why a sent message failed: the server's ack error code (463: no valid privacy token,
+    479: invalid stanza, ...; null when there was none, e.g. no ack in time) and its meaning."""
+
+    code: int | None
+    reason: str
+
+
 class MessageStatus(BaseModel):
     id: str
     chat: str
@@ -94,6 +102,7 @@ class MessageStatus(BaseModel):
     read_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    error: MessageError | None = None
 
 
 def parse_recipient(to: str) -> Jid:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from wahttp.server.db import describe, is_unavailable
-from wahttp.server.events import ServiceEvents
+from wahttp.server.events import SendFailure, ServiceEvents
 from wahttp.server.state import SessionState
 from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.multifile import AuthFolderError
@@ -37,7 +37,7 @@ from wahttp.wa.client import (
 from wahttp.wa.client.client import SentStore
 from wahttp.wa.client.events import MessageAck, MessageReceived
 from wahttp.wa.client.messages import new_message_id, text_message
-from wahttp.wa.client.send import SendResult, send_message
+from wahttp.wa.client.send import SendError, SendResult, send_message
 from wahttp.wa.errors import CertificateError, ConnectionClosed, HandshakeError, WAError
 from wahttp.wa.jid import Jid
 from wahttp.wa.logs import SessionLogger
@@ -335,9 +335,10 @@ class ManagedSession:
             result = await send_message(
                 self.client, to, message, message_id, stored=events is not None
             )
-        except BaseException:
+        except BaseException as exc:
             if events is not None:
-                await events.after_send(self.id, message_id, str(to), False)
+                failure = SendFailure(exc.code, exc.reason) if isinstance(exc, SendError) else None
+                await events.after_send(self.id, message_id, str(to), False, failure)
             raise
         if events is not None:
             try:

@@ -33,6 +33,20 @@ Number = Annotated[str, Path(pattern=r"^\d{5,16}$", description="phone number, d
 class NewPhone(BaseModel):
     number: str | None = Field(default=None, pattern=r"^\+?\d{5,16}$")
     push_name: str | None = Field(default=None, max_length=64)
+    trusting: bool = Field(
+        default=True,
+        description="take a first message without this account's privacy token (privacy.py)",
+    )
+
+
+class PropValue(BaseModel):
+    value: str | None = Field(
+        default=None, max_length=256, description='"true", "false", any text; null removes it'
+    )
+
+
+class IssueToken(BaseModel):
+    to: str = Field(min_length=5, max_length=64, description="a number or a JID")
 
 
 class NewPhones(BaseModel):
@@ -111,6 +125,7 @@ def _phone_json(server: SimServer, account: Account) -> dict[str, Any]:
         "jid": str(phone.jid),
         "lid": str(phone.lid),
         "push_name": phone.push_name,
+        "trusting": account.trusting,
         "devices": [_device_json(server, d) for d in account.devices.values()],
     }
 
@@ -167,7 +182,8 @@ def create_admin_app(server: SimServer) -> FastAPI:
         number = body.number.lstrip("+") if body.number else None
         if number and number in server.network.accounts:
             raise HTTPException(409, f"phone {number} exists already")
-        return _phone_json(server, server.network.create_account(number, body.push_name))
+        account = server.network.create_account(number, body.push_name, trusting=body.trusting)
+        return _phone_json(server, account)
 
     @app.post("/phones/bulk", status_code=201)
     async def create_phones(body: NewPhones) -> list[dict[str, Any]]:
@@ -203,6 +219,31 @@ def create_admin_app(server: SimServer) -> FastAPI:
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
         return vars(item).copy()
+
+    @app.post("/phones/{number}/privacy-tokens", status_code=201)
+    async def phone_issue_token(number: Number, body: IssueToken) -> dict[str, Any]:
+        """The phone issues its privacy token to an account (its devices get a notification)."""
+        account = account_or_404(number)
+        target = server.network.account_by_user(_recipient(body.to).user)
+        if target is None or target.number == account.number:
+            raise HTTPException(404, f"{body.to} is not another account on the network")
+        await server.network.privacy.issue(server.router, account.number, target.number)
+        return {"issuer": account.number, "holder": target.number}
+
+    @app.get("/props")
+    async def get_props() -> dict[str, Any]:
+        """The AB props the server answers `<iq xmlns="abt">` with (10518: privacy tokens)."""
+        tokens = server.network.privacy
+        return {"props": dict(tokens.props), "hash": tokens.props_hash()}
+
+    @app.put("/props/{code}")
+    async def put_prop(
+        code: Annotated[str, Path(pattern=r"^[0-9A-Za-z_]{1,64}$")], body: PropValue
+    ) -> dict[str, Any]:
+        """Set (or, with null, remove) one prop; clients see it at their next login."""
+        tokens = server.network.privacy
+        tokens.set_prop(code, body.value)
+        return {"props": dict(tokens.props), "hash": tokens.props_hash()}
 
     @app.post("/phones/{number}/messages/burst", status_code=201)
     async def phone_burst(number: Number, body: PhoneBurst) -> list[dict[str, Any]]:
@@ -260,6 +301,14 @@ def create_admin_app(server: SimServer) -> FastAPI:
                 {"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(enc.items())
             ],
             "replaced": server.replaced,
+            "privacy_tokens": {
+                "issued": len(server.network.privacy.issued),
+                "accepted_with_token": server.network.privacy.accepted_with_token,
+                "first_contacts": server.network.privacy.first_contacts,
+                "refused": [
+                    {"from": f, "to": t, "error": e} for f, t, e in server.network.privacy.refused
+                ],
+            },
         }
 
     @app.get("/connections")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from wahttp.sim import privacy
 from wahttp.wa.binary import Node
 from wahttp.wa.jid import S_WHATSAPP_NET
 
@@ -191,7 +192,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("encrypt", "digest"): _digest,
     ("passive", "active"): _passive,
     ("passive", "passive"): _passive,
-    ("abt", "props"): _props,
+    ("abt", "props"): privacy.on_props_iq,
+    ("privacy", "tokens"): privacy.on_issue_iq,
     ("w", "props"): _props,
     ("blocklist", ""): _blocklist,
     ("privacy", "privacy"): _privacy,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wahttp.sim.phone import Phone
+from wahttp.sim.privacy import PrivacyTokens
 from wahttp.wa.jid import Jid
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class Account:
     phone: Phone
     devices: dict[int, Device] = field(default_factory=dict)
     next_device_id: int = 1
+    # A trusting account takes a first message without its privacy token (see privacy.py).
+    trusting: bool = True
     phone_peer: PhonePeer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,14 +75,17 @@ class Network:
         self.connections: dict[str, ServerConnection] = {}  # device JID string -> connection
         self.registrations: dict[str, ServerConnection] = {}  # QR ref -> unlinked connection
         self.code_requests: dict[int, CodeRequest] = {}  # connection id -> pairing-code request
+        self.privacy = PrivacyTokens()  # privacy tokens issued and the AB props served
 
-    def create_account(self, number: str | None = None, push_name: str | None = None) -> Account:
+    def create_account(
+        self, number: str | None = None, push_name: str | None = None, *, trusting: bool = True
+    ) -> Account:
         number = number or self._free_number()
         if number in self.accounts:
             raise ValueError(f"account {number} exists already")
         lid_user = str(10**14 + secrets.randbelow(9 * 10**14))
         phone = Phone(number=number, lid_user=lid_user, push_name=push_name or f"Phone {number}")
-        account = Account(phone)
+        account = Account(phone, trusting=trusting)
         self.accounts[number] = account
         self.by_lid[lid_user] = number
         return account

@@ -121,6 +121,8 @@ class PhonePeer:
         keys += [(self.number, d) for d in own.devices if (self.number, d) not in keys]
         item = SentItem(message_id, str(chat), text, int(time.time()))
         self.sent[message_id] = item
+        # A phone that writes to someone lets them write back: its privacy token goes first.
+        await network.privacy.issue_on_contact(router, self.number, target.number)
         router.remember_origin(message_id, me)
         for key in keys:
             if key == me:
@@ -187,6 +189,10 @@ class PhonePeer:
             return
         self._seen.add((str(sender.to_non_ad()), message_id))
         from_me = sender.user == self.number
+        if not from_me:
+            contact = router.network.account_by_user(sender.user)
+            if contact is not None:
+                await router.network.privacy.issue_on_contact(router, self.number, contact.number)
         chat = stanza.attr("recipient") if from_me else str(sender.to_non_ad())
         if message.HasField("deviceSentMessage"):
             chat = message.deviceSentMessage.destinationJid or chat

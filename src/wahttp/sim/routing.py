@@ -196,6 +196,9 @@ class Router:
                 targets.append((chat or Jid("", ""), enc))
         if chat is None or not targets:
             return _ack(node, error="400")
+        refusal = await self._admit(sender, chat, node) if participants is not None else None
+        if refusal is not None:
+            return _ack(node, chat.to_non_ad(), str(int(time.time())), error=refusal)
         self.remember_origin(message_id, sender)
         now = str(int(time.time()))
         if chat.user != sender[0]:
@@ -225,6 +228,19 @@ class Router:
             content = [enc] + ([identity] if identity is not None else [])
             await self.deliver((account.number, device_id), Node("message", attrs, content))
         return _ack(node, chat_jid.to_non_ad(), now)
+
+    async def _admit(self, sender: DeviceKey, chat: Jid, node: Node) -> str | None:
+        """Privacy tokens (privacy.py): the ack error a 1:1 message gets, or None."""
+        target = self.network.account_by_user(chat.user) if chat.is_user() else None
+        if target is None:
+            return None
+        if node.child("enc") is not None or chat.device is not None:
+            # A retry resend to one device (Baileys: `<enc count>` beside `<participants>`,
+            # `to` the device): never carries a token, and is not a new reach-out.
+            return None
+        if target.number == sender[0]:  # to our own devices: a token there is refused (479)
+            return "479" if node.child("tctoken") is not None else None
+        return await self.network.privacy.admit(self, sender[0], target, node)
 
     async def device_changed(self, number: str, device_id: int, kind: str) -> None:
         """Tell the account's own devices and its contacts that its device list changed."""

@@ -49,6 +49,7 @@ class SimServer:
         self.cert_chain = issue_cert_chain(self.keys.root, self.keys.static.public)
         self.network = network or Network()
         self.router = Router(self.network)
+        self.network.privacy.bind(self)  # tokens keyed by our root key: valid across restarts
         self._server: Server | None = None
         self.host = "127.0.0.1"
         self.port = 0

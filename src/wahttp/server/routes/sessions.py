@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import segno
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -23,6 +23,7 @@ from wahttp.server.schemas import (
     Deleted,
     Disconnect,
     Done,
+    MessageError,
     MessageStatus,
     PairRequest,
     PairResponse,
@@ -192,7 +193,11 @@ async def send_message(
     try:
         result = await session.send_text(to, body.message)
     except SendError as exc:
-        raise ApiError(502, "send_failed", str(exc)) from exc
+        # The message's id and the server's reason, when it refused it (status `failed`).
+        extra: dict[str, Any] = {}
+        if exc.message_id is not None:
+            extra = {"messageId": exc.message_id, "ack": {"code": exc.code, "reason": exc.reason}}
+        raise ApiError(502, "send_failed", str(exc), **extra) from exc
     except WAError as exc:
         raise ApiError(503, "not_connected", f"the message could not be sent: {exc}") from exc
     return SendResponse(success=True, messageId=result.id, timestamp=result.timestamp)
@@ -206,7 +211,10 @@ async def message_status(
     found = await services.messages.get(row.id, message_id)
     if found is None:
         raise ApiError(404, "message_not_found", f"no message {message_id!r} in this session")
-    return MessageStatus(**dataclasses.asdict(found))
+    fields = dataclasses.asdict(found)
+    code, reason = fields.pop("error_code"), fields.pop("error_reason")
+    error = MessageError(code=code, reason=reason) if reason is not None else None
+    return MessageStatus(**fields, error=error)
 
 
 @router.post("/{session_id}/messages/{message_id}/read", response_model=Done)

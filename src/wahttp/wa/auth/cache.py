@@ -21,8 +21,9 @@ from collections import OrderedDict
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.store import AuthStore, KeyValue
 
-# Categories read on every message; the others are rare or bulky (pre-keys).
-CACHED = frozenset({"session", "lid-mapping"})
+# Categories read on every message (a 1:1 send reads its privacy token); the others are rare
+# or bulky (pre-keys).
+CACHED = frozenset({"session", "lid-mapping", "tctoken"})
 DEFAULT_LIMIT = 256
 
 

@@ -23,6 +23,7 @@ from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.binary import Node
 from wahttp.wa.client import handlers
 from wahttp.wa.client import send as send_mod
+from wahttp.wa.client.abprops import ABProps
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.connection import NodeConnection, open_connection
 from wahttp.wa.client.events import Disconnected, Event, LoggedOut
@@ -100,6 +101,9 @@ class Client:
         self.retry_counts: dict[str, int] = {}
         self._acks: dict[str, asyncio.Future[Node]] = {}
         self._signal: SignalStore | None = None
+        # The server's AB props (fetched after each login) and privacy-token issues in flight.
+        self.ab_props = ABProps()
+        self.tc_issuing: set[str] = set()
 
     # -- credentials -------------------------------------------------------------------------
     @property

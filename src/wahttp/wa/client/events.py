@@ -71,6 +71,19 @@ class MessageAck:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageFailed:
+    """The server refused a message we sent (`<ack error=…>`): it was not delivered.
+
+    `code` is the ack's error code (463: no valid privacy token, 479: invalid stanza, ...;
+    None when it was not a number), `reason` says what it means (`ack_errors.REASONS`)."""
+
+    id: str
+    chat: str
+    code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class UndecryptableMessage:
     """A message that could not be decrypted; a retry receipt asked the sender to resend it."""
 
@@ -88,5 +101,6 @@ Event = (
     | LoggedOut
     | MessageReceived
     | MessageAck
+    | MessageFailed
     | UndecryptableMessage
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import keepalive, prekeys
+from wahttp.wa.client import abprops, keepalive, prekeys
 from wahttp.wa.client.events import Connected
 from wahttp.wa.errors import IQError
 from wahttp.wa.jid import S_WHATSAPP_NET
@@ -34,6 +34,8 @@ async def _finish_login(client: Client) -> None:
     await digest(client)
     client.is_open = True
     keepalive.start(client)
+    # AB props after open, aside (as Baileys' init queries): until they come, defaults hold.
+    client.spawn(abprops.refresh(client), "wa-abprops")
     me = client.creds.me
     client.log.info("connection open")
     await client.emit(Connected(me.id if me else ""))

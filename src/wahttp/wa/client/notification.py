@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import pair_code, prekeys, usync
+from wahttp.wa.client import pair_code, prekeys, tctoken, usync
 from wahttp.wa.client.ib import ack_for
 from wahttp.wa.jid import Jid
 
@@ -26,7 +26,10 @@ async def on_notification(client: Client, node: Node) -> None:
     if kind == "link_code_companion_reg":
         await pair_code.on_primary_hello(client, node)
         return
-    if kind == "devices":
+    if kind == "privacy_token":
+        # A contact let us message them: keep its token for our next 1:1 send to it.
+        await tctoken.on_notification(client, node)
+    elif kind == "devices":
         # A user's device list changed: fetch it again before the next send.
         who = node.attr_jid("from")
         if who is not None:

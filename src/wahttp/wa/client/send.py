@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import e2e, messages, prekeys, usync
+from wahttp.wa.client import ack_errors, e2e, messages, prekeys, tctoken, usync
+from wahttp.wa.client.events import MessageFailed
 from wahttp.wa.errors import WAError
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
 from wahttp.wa.signal import SessionRecord
@@ -26,9 +27,17 @@ ACK_TIMEOUT = 30.0
 class SendError(WAError):
     """The server refused the message or never acknowledged it."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason or message
+        self.message_id = message_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +157,24 @@ async def send_message(
     content = [Node("participants", {}, participants)]
     if any_pkmsg:
         content.append(device_identity(client))
+    # A privacy token goes with 1:1 messages to someone else (never to our own devices: 479).
+    tokens = await tctoken.for_send(client, chat) if tctoken.is_one_to_one(client, chat) else None
+    if tokens is not None and tokens.token is not None:
+        content.append(tctoken.token_node(tokens.token))
     stanza = Node("message", {"id": message_id, "to": str(chat), "type": "text"}, content)
     await client.remember_sent(message_id, chat, message, durable=not stored)
     ack = await client.send_and_wait_ack(stanza, ACK_TIMEOUT)
     error = ack.attr("error")
+    code = ack_errors.parse(error)
+    if tokens is not None:
+        # Issue ours to the contact (once per bucket; at once after a 463, to recover).
+        recovering = code == ack_errors.ACCOUNT_RESTRICTION
+        tctoken.after_send(client, chat, tokens, recovering=recovering)
     if error:
+        reason = ack_errors.reason(code) if code is not None else f"error {error}"
+        await client.emit(MessageFailed(message_id, str(chat), code, reason))
         raise SendError(
-            f"the server refused the message (error {error})",
-            int(error) if error.isdigit() else None,
+            f"the server refused the message (error {error}): {reason}", code, reason, message_id
         )
     return SendResult(message_id, ack.attr_int("t", int(time.time())), len(participants))
 
