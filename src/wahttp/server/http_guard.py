@@ -10,13 +10,12 @@ database lookup, and logs nothing (a client's mistake is not ours).
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wahttp.server.errors import error_body
+from wahttp.server.errors import send_error
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
@@ -44,15 +43,4 @@ class RejectControlCharacters:
         if scope["type"] != "http" or not has_control_characters(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(error_body("invalid_request", MESSAGE), separators=(",", ":")).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 400, "invalid_request", MESSAGE)

@@ -23,11 +23,10 @@ never reads is not this middleware's to time: `server/edge.py`'s protocol closes
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wahttp.server.errors import error_body, send_error
+from wahttp.server.errors import send_error
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -104,25 +103,13 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(
-                "payload_too_large",
-                f"the request body is larger than {self.max_bytes} bytes",
-                limit=self.max_bytes,
-            ),
-            separators=(",", ":"),
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_error(
+            send,
+            413,
+            "payload_too_large",
+            f"the request body is larger than {self.max_bytes} bytes",
+            limit=self.max_bytes,
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def _timed_out(self, send: Send) -> None:
         await send_error(
