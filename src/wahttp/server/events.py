@@ -69,6 +69,7 @@ class ServiceEvents:
             "fromMe": event.from_me,
             "timestamp": event.timestamp,
             "pushName": event.push_name,
+            "contactName": event.contact_name,
             "type": event.kind,
             "text": event.text,
         }

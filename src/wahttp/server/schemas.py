@@ -152,6 +152,20 @@ class Disconnect(BaseModel):
     at: datetime
 
 
+class Contact(BaseModel):
+    """What the account's app state (synced from the phone) says of one chat or contact."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    jid: str
+    name: str | None = None
+    archived: bool = False
+    pinned: bool = False
+    muted_until: int | None = Field(
+        default=None, alias="mutedUntil", description="unix ms; -1 = muted forever"
+    )
+
+
 class SessionStatus(BaseModel):
     id: str
     state: str

@@ -17,8 +17,9 @@ on it. `data` is what server/events.py builds for each type (see `MessageData`, 
 `StatusData`):
 
 - `message` (inbound): `id`, `chat`, `sender`, `senderAlt`, `fromMe`, `timestamp`
-  (WhatsApp's, Unix seconds), `pushName`, `type` (the raw message type), `text` (null when
-  the message has none);
+  (WhatsApp's, Unix seconds), `pushName`, `contactName` (the name the account's address book
+  gives the chat, from app-state sync; null when unknown), `type` (the raw message type),
+  `text` (null when the message has none);
 - `message.ack`: `id`, `chat`, `status` (`sent`, `delivered`, `read`, ...), `device`;
 - `session.status` (every state change): `state`, `since` (ISO 8601), `jid`,
   `lastDisconnect` (`{"code", "reason", "at"}` or null), `at`.
@@ -149,6 +150,7 @@ class MessageData(TypedDict):
     fromMe: bool
     timestamp: int
     pushName: str | None
+    contactName: str | None
     type: str
     text: str | None
 

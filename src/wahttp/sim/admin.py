@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from wahttp import apidocs
+from wahttp.sim import appstate
 from wahttp.sim.faults import (
     DEFAULT_CHAOS_KINDS,
     ChaosPlan,
@@ -59,6 +60,24 @@ class Scan(BaseModel):
 
 class EnterCode(BaseModel):
     code: str = Field(min_length=8, max_length=12, pattern=r"^[0-9A-Za-z\- ]+$")
+
+
+class ContactName(BaseModel):
+    jid: str = Field(min_length=5, max_length=64, description="a number or a JID")
+    name: str | None = Field(
+        default=None, max_length=256, description="the name in the address book; null removes it"
+    )
+    tamper: bool = Field(default=False, description="send the patch with a flipped byte (a fault)")
+
+
+class ChatSettings(BaseModel):
+    archive: bool | None = None
+    pin: bool | None = None
+    mute: int | None = Field(
+        default=None, description="mute until (unix ms); -1 forever; 0 unmutes"
+    )
+    read: bool | None = None
+    tamper: bool = Field(default=False, description="send the patch with a flipped byte (a fault)")
 
 
 class PhoneMessage(BaseModel):
@@ -219,6 +238,43 @@ def create_admin_app(server: SimServer) -> FastAPI:
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
         return vars(item).copy()
+
+    @app.post("/phones/{number}/contacts")
+    async def phone_contact(number: Number, body: ContactName) -> dict[str, Any]:
+        """The phone's user names (or removes) a contact: an app-state patch to its companions."""
+        account = account_or_404(number)
+        jid = str(_recipient(body.jid))
+        if body.name is None:
+            account.app_state.contacts.pop(jid, None)
+        else:
+            account.app_state.contacts[jid] = body.name
+        change = appstate.contact_mutation(jid, body.name)
+        versions = await appstate.apply_changes(
+            server.router, account, [change], tamper=body.tamper
+        )
+        return {"jid": jid, "name": body.name, "versions": versions}
+
+    @app.post("/phones/{number}/chats/{jid}")
+    async def phone_chat(number: Number, jid: str, body: ChatSettings) -> dict[str, Any]:
+        """The phone's user archives, pins, mutes or marks a chat read: app-state patches."""
+        account = account_or_404(number)
+        chat = str(_recipient(jid))
+        changes = appstate.chat_mutations(
+            chat, archive=body.archive, pin=body.pin, mute_until=body.mute, read=body.read
+        )
+        if not changes:
+            raise HTTPException(400, "nothing to change: give archive, pin, mute or read")
+        settings = account.app_state.chats.setdefault(chat, {})
+        for key in ("archive", "pin", "mute", "read"):
+            if getattr(body, key) is not None:
+                settings[key] = getattr(body, key)
+        versions = await appstate.apply_changes(server.router, account, changes, tamper=body.tamper)
+        return {"jid": chat, "settings": settings, "versions": versions}
+
+    @app.get("/phones/{number}/app-state")
+    async def phone_app_state(number: Number) -> dict[str, Any]:
+        """The phone's contacts, chat settings and collection versions."""
+        return account_or_404(number).app_state.summary()
 
     @app.post("/phones/{number}/privacy-tokens", status_code=201)
     async def phone_issue_token(number: Number, body: IssueToken) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from wahttp.sim import privacy
+from wahttp.sim import appstate, privacy
 from wahttp.wa.binary import Node
 from wahttp.wa.jid import S_WHATSAPP_NET
 
@@ -66,6 +66,10 @@ async def _upload(server: SimServer, conn: ServerConnection, node: Node) -> Node
         if kid is None or pub is None or len(pub) != 32:
             return error(node, 400, "bad-request")
         device.pre_keys[int.from_bytes(kid, "big")] = pub
+    # With pre-keys up, the phone can reach the new companion: it shares the app-state keys.
+    account = server.network.accounts.get(device.number)
+    if account is not None and device.device_id not in account.app_state.shared_with:
+        server.router.spawn(appstate.share_keys(server.router, account, device.device_id))
     return result(node)
 
 
@@ -199,4 +203,5 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("privacy", "privacy"): _privacy,
     ("md", "remove-companion-device"): _remove_companion,
     ("urn:xmpp:whatsapp:dirty", "clean"): _clean,
+    ("w:sync:app:state", "sync"): appstate.on_sync_iq,
 }

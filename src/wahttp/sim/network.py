@@ -11,6 +11,7 @@ from wahttp.sim.privacy import PrivacyTokens
 from wahttp.wa.jid import Jid
 
 if TYPE_CHECKING:
+    from wahttp.sim.appstate import PhoneAppState
     from wahttp.sim.connection import ServerConnection
     from wahttp.sim.pair_code import CodeRequest
     from wahttp.sim.phone_peer import PhonePeer
@@ -55,11 +56,14 @@ class Account:
     # A trusting account takes a first message without its privacy token (see privacy.py).
     trusting: bool = True
     phone_peer: PhonePeer = field(init=False)
+    app_state: PhoneAppState = field(init=False)
 
     def __post_init__(self) -> None:
+        from wahttp.sim.appstate import PhoneAppState
         from wahttp.sim.phone_peer import PhonePeer
 
         self.phone_peer = PhonePeer(self.phone)
+        self.app_state = PhoneAppState()
 
     @property
     def number(self) -> str:

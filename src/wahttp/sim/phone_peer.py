@@ -134,6 +134,24 @@ class PhonePeer:
                 item.devices += 1
         return item
 
+    async def send_to_own_device(
+        self, router: Router, device_id: int, message: messages.Message
+    ) -> bool:
+        """A peer message (category="peer") to one of our companions: key shares and the like."""
+        message_id = messages.new_message_id()
+        chat = Jid(self.number, S_WHATSAPP_NET)
+        key: DeviceKey = (self.number, device_id)
+        stanza = await self._encrypt_stanza(router, key, message_id, message, chat)
+        if stanza is None:
+            return False
+        stanza.attrs["category"] = "peer"
+        stanza.attrs["type"] = "protocol"
+        stanza.attrs.pop("recipient", None)
+        stanza.attrs["push_priority"] = "high_force"
+        router.remember_origin(message_id, (self.number, 0))
+        await router.deliver(key, stanza)
+        return True
+
     async def _encrypt_stanza(
         self, router: Router, key: DeviceKey, message_id: str, payload: messages.Message, chat: Jid
     ) -> Node | None:

@@ -168,6 +168,10 @@ class Router:
     def forget_device(self, key: DeviceKey) -> None:
         self.mailboxes.pop(key, None)
 
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a phone-side task in the background (its failure is logged)."""
+        self._spawn(coro)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

@@ -18,6 +18,7 @@ from wahttp.server.ratelimit import PairLimiterDep, SendLimiterDep
 from wahttp.server.routes.webhooks import check_webhook_target
 from wahttp.server.schemas import (
     MAX_TEXT,
+    Contact,
     Created,
     CreateSession,
     Deleted,
@@ -37,6 +38,7 @@ from wahttp.server.schemas import (
 from wahttp.server.sessions import CertificateRefused, ManagedSession
 from wahttp.server.state import SessionState
 from wahttp.server.store import SessionExists
+from wahttp.wa.client import appstate
 from wahttp.wa.client.send import SendError
 from wahttp.wa.errors import PairingError, WAError
 from wahttp.wa.jid import Jid
@@ -122,6 +124,28 @@ async def session_status(row: SessionRow, services: ServicesDep) -> SessionStatu
         else None,
         worker=services.cluster.worker_id,
     )
+
+
+@router.get("/{session_id}/contacts", response_model=list[Contact], response_model_by_alias=True)
+async def session_contacts(row: SessionRow, services: ServicesDep) -> list[Contact]:
+    """Contact names and chat settings (archive, pin, mute) the phone synced (app state)."""
+    session = await live_session(services, row.id)
+    records = await appstate.chats(session.client)
+    out = []
+    for jid, rec in sorted(records.items()):
+        if not isinstance(rec, dict):
+            continue
+        muted = rec.get("mutedUntil")
+        out.append(
+            Contact(
+                jid=jid,
+                name=rec.get("name") if isinstance(rec.get("name"), str) else None,
+                archived=bool(rec.get("archived")),
+                pinned=bool(rec.get("pinned")),
+                mutedUntil=muted if isinstance(muted, int) else None,
+            )
+        )
+    return out
 
 
 @router.get(

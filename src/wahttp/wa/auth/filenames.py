@@ -21,6 +21,9 @@ KNOWN_CATEGORIES: tuple[str, ...] = (
     "device-list",
     "tctoken",
     "identity-key",
+    # wahttp's own: what app-state sync says of each chat (contact name, archive, pin, mute).
+    # Baileys never reads these files; a folder moved to Baileys keeps working without them.
+    "app-state-chat",
 )
 
 # Longest first, so "sender-key-memory-x" is not read as a "sender-key" named "memory-x".

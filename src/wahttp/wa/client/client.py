@@ -104,6 +104,8 @@ class Client:
         # The server's AB props (fetched after each login) and privacy-token issues in flight.
         self.ab_props = ABProps()
         self.tc_issuing: set[str] = set()
+        # App-state syncs run one at a time (wahttp.wa.client.appstate).
+        self.appstate_lock = asyncio.Lock()
 
     # -- credentials -------------------------------------------------------------------------
     @property

@@ -57,6 +57,7 @@ class MessageReceived:
     kind: str  # text, reaction, protocol, sender_key, unknown
     text: str | None
     sender_alt: str | None = None  # the sender's LID (or PN) when the server tells it
+    contact_name: str | None = None  # the chat's name in our address book (app state)
 
 
 @dataclass(frozen=True, slots=True)

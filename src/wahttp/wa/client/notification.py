@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import pair_code, prekeys, tctoken, usync
+from wahttp.wa.client import appstate, pair_code, prekeys, tctoken, usync
 from wahttp.wa.client.ib import ack_for
 from wahttp.wa.jid import Jid
 
@@ -29,6 +29,9 @@ async def on_notification(client: Client, node: Node) -> None:
     if kind == "privacy_token":
         # A contact let us message them: keep its token for our next 1:1 send to it.
         await tctoken.on_notification(client, node)
+    elif kind == "server_sync":
+        # App state changed elsewhere (the phone): fetch the named collections' patches.
+        await appstate.on_server_sync(client, node)
     elif kind == "devices":
         # A user's device list changed: fetch it again before the next send.
         who = node.attr_jid("from")

@@ -6,11 +6,12 @@ delivered has already been handed over (the service writes it to its webhook out
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import e2e, messages, retry
+from wahttp.wa.client import appstate, e2e, messages, retry
 from wahttp.wa.client.events import MessageReceived
 from wahttp.wa.errors import WAError
 from wahttp.wa.jid import LID, Jid
@@ -63,7 +64,14 @@ async def on_message(client: Client, node: Node) -> None:
         decrypted, message = outcome
         if message is not None:
             event = _event(node, message, chat=chat, sender=sender, from_me=from_me, alt=alt)
+            name = await appstate.contact_name(client, event.chat, alt if not from_me else None)
+            if name is not None:
+                event = dataclasses.replace(event, contact_name=name)
             await client.emit(event, must_succeed=True)
+            share = _key_share(message) if from_me else None
+            if share is not None:
+                # Only our own devices (the phone) share app-state keys.
+                await appstate.on_key_share(client, share)
         await decrypted.commit()
         _remember(client, node.attr("id") or "")
     await client.send_node(_receipt(node, from_me) if message is not None else _ack(node))
@@ -144,6 +152,15 @@ def _event(
         text=content.text,
         sender_alt=alt,
     )
+
+
+def _key_share(message: messages.Message) -> messages.Message.AppStateSyncKeyShare | None:
+    if message.HasField("deviceSentMessage"):
+        message = message.deviceSentMessage.message
+    proto = message.protocolMessage
+    if message.HasField("protocolMessage") and proto.HasField("appStateSyncKeyShare"):
+        return proto.appStateSyncKeyShare
+    return None
 
 
 def _receipt(node: Node, from_me: bool) -> Node:

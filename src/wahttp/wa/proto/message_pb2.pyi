@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -48,7 +49,7 @@ class Message(_message.Message):
         phash: str
         def __init__(self, destinationJid: _Optional[str] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., phash: _Optional[str] = ...) -> None: ...
     class ProtocolMessage(_message.Message):
-        __slots__ = ("key", "type")
+        __slots__ = ("key", "type", "appStateSyncKeyShare", "appStateSyncKeyRequest")
         class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
             __slots__ = ()
             REVOKE: _ClassVar[Message.ProtocolMessage.Type]
@@ -75,9 +76,53 @@ class Message(_message.Message):
         MESSAGE_EDIT: Message.ProtocolMessage.Type
         KEY_FIELD_NUMBER: _ClassVar[int]
         TYPE_FIELD_NUMBER: _ClassVar[int]
+        APPSTATESYNCKEYSHARE_FIELD_NUMBER: _ClassVar[int]
+        APPSTATESYNCKEYREQUEST_FIELD_NUMBER: _ClassVar[int]
         key: MessageKey
         type: Message.ProtocolMessage.Type
-        def __init__(self, key: _Optional[_Union[MessageKey, _Mapping]] = ..., type: _Optional[_Union[Message.ProtocolMessage.Type, str]] = ...) -> None: ...
+        appStateSyncKeyShare: Message.AppStateSyncKeyShare
+        appStateSyncKeyRequest: Message.AppStateSyncKeyRequest
+        def __init__(self, key: _Optional[_Union[MessageKey, _Mapping]] = ..., type: _Optional[_Union[Message.ProtocolMessage.Type, str]] = ..., appStateSyncKeyShare: _Optional[_Union[Message.AppStateSyncKeyShare, _Mapping]] = ..., appStateSyncKeyRequest: _Optional[_Union[Message.AppStateSyncKeyRequest, _Mapping]] = ...) -> None: ...
+    class AppStateSyncKeyId(_message.Message):
+        __slots__ = ("keyId",)
+        KEYID_FIELD_NUMBER: _ClassVar[int]
+        keyId: bytes
+        def __init__(self, keyId: _Optional[bytes] = ...) -> None: ...
+    class AppStateSyncKeyFingerprint(_message.Message):
+        __slots__ = ("rawId", "currentIndex", "deviceIndexes")
+        RAWID_FIELD_NUMBER: _ClassVar[int]
+        CURRENTINDEX_FIELD_NUMBER: _ClassVar[int]
+        DEVICEINDEXES_FIELD_NUMBER: _ClassVar[int]
+        rawId: int
+        currentIndex: int
+        deviceIndexes: _containers.RepeatedScalarFieldContainer[int]
+        def __init__(self, rawId: _Optional[int] = ..., currentIndex: _Optional[int] = ..., deviceIndexes: _Optional[_Iterable[int]] = ...) -> None: ...
+    class AppStateSyncKeyData(_message.Message):
+        __slots__ = ("keyData", "fingerprint", "timestamp")
+        KEYDATA_FIELD_NUMBER: _ClassVar[int]
+        FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+        TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+        keyData: bytes
+        fingerprint: Message.AppStateSyncKeyFingerprint
+        timestamp: int
+        def __init__(self, keyData: _Optional[bytes] = ..., fingerprint: _Optional[_Union[Message.AppStateSyncKeyFingerprint, _Mapping]] = ..., timestamp: _Optional[int] = ...) -> None: ...
+    class AppStateSyncKey(_message.Message):
+        __slots__ = ("keyId", "keyData")
+        KEYID_FIELD_NUMBER: _ClassVar[int]
+        KEYDATA_FIELD_NUMBER: _ClassVar[int]
+        keyId: Message.AppStateSyncKeyId
+        keyData: Message.AppStateSyncKeyData
+        def __init__(self, keyId: _Optional[_Union[Message.AppStateSyncKeyId, _Mapping]] = ..., keyData: _Optional[_Union[Message.AppStateSyncKeyData, _Mapping]] = ...) -> None: ...
+    class AppStateSyncKeyShare(_message.Message):
+        __slots__ = ("keys",)
+        KEYS_FIELD_NUMBER: _ClassVar[int]
+        keys: _containers.RepeatedCompositeFieldContainer[Message.AppStateSyncKey]
+        def __init__(self, keys: _Optional[_Iterable[_Union[Message.AppStateSyncKey, _Mapping]]] = ...) -> None: ...
+    class AppStateSyncKeyRequest(_message.Message):
+        __slots__ = ("keyIds",)
+        KEYIDS_FIELD_NUMBER: _ClassVar[int]
+        keyIds: _containers.RepeatedCompositeFieldContainer[Message.AppStateSyncKeyId]
+        def __init__(self, keyIds: _Optional[_Iterable[_Union[Message.AppStateSyncKeyId, _Mapping]]] = ...) -> None: ...
     class ReactionMessage(_message.Message):
         __slots__ = ("key", "text", "senderTimestampMs")
         KEY_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,191 @@
+"""The simulated phone's app state: contacts and chat settings, synced to companions as patches.
+
+The phone holds one app-state sync key, shares it with each new companion (a peer protocol
+message, once the companion has uploaded pre-keys so a session can be built), keeps each
+collection's patch history, and answers `<iq xmlns="w:sync:app:state">` with the patches after
+the version asked for (no snapshot blobs: a first sync gets the whole history as patches, which
+real clients accept). A change is encoded as a patch and announced to the account's companions
+with `<notification type="server_sync"><collection name version/>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from wahttp.wa.appstate import COLLECTIONS, CollectionState, NewMutation, encode_patch
+from wahttp.wa.binary import Node
+from wahttp.wa.jid import S_WHATSAPP_NET
+from wahttp.wa.proto import appstate_pb2 as pb
+from wahttp.wa.proto.message_pb2 import Message
+
+if TYPE_CHECKING:
+    from wahttp.sim.connection import ServerConnection
+    from wahttp.sim.network import Account
+    from wahttp.sim.routing import Router
+    from wahttp.sim.server import SimServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Collection:
+    state: CollectionState = field(default_factory=CollectionState)
+    patches: list[bytes] = field(default_factory=list)  # patches[i] is version i + 1
+
+
+@dataclass
+class PhoneAppState:
+    key_id: bytes = field(default_factory=lambda: bytes(2) + os.urandom(4))
+    key_data: bytes = field(default_factory=lambda: os.urandom(32))
+    collections: dict[str, Collection] = field(
+        default_factory=lambda: {name: Collection() for name in COLLECTIONS}
+    )
+    contacts: dict[str, str] = field(default_factory=dict)  # jid -> full name
+    chats: dict[str, dict[str, Any]] = field(default_factory=dict)  # jid -> settings
+    shared_with: set[int] = field(default_factory=set)  # device ids that got the key
+
+    def key_share(self) -> Message:
+        message = Message()
+        proto = message.protocolMessage
+        proto.type = Message.ProtocolMessage.APP_STATE_SYNC_KEY_SHARE
+        key = proto.appStateSyncKeyShare.keys.add()
+        key.keyId.keyId = self.key_id
+        key.keyData.keyData = self.key_data
+        key.keyData.fingerprint.rawId = int.from_bytes(self.key_id[-4:], "big")
+        key.keyData.fingerprint.currentIndex = 0
+        key.keyData.fingerprint.deviceIndexes.append(0)
+        key.keyData.timestamp = int(time.time() * 1000)
+        return message
+
+    def change(self, name: str, mutations: list[NewMutation], *, tamper: bool = False) -> int:
+        """Encode and record the next patch of a collection; returns its version."""
+        coll = self.collections[name]
+        patch, state = encode_patch(name, coll.state, self.key_id, self.key_data, mutations)
+        if tamper:
+            # Altered on the way: one byte of the first value flipped, the MACs left as they were.
+            blob = bytearray(patch.mutations[0].record.value.blob)
+            blob[20] ^= 0x01
+            patch.mutations[0].record.value.blob = bytes(blob)
+        coll.patches.append(patch.SerializeToString())
+        coll.state = state
+        return state.version
+
+    def answer(self, name: str, version: int) -> Node:
+        coll = self.collections.get(name)
+        if coll is None:
+            return Node(
+                "collection", {"name": name, "type": "error"}, [Node("error", {"code": "404"})]
+            )
+        attrs = {"name": name, "version": str(coll.state.version)}
+        wanted = coll.patches[version:] if 0 <= version <= len(coll.patches) else coll.patches
+        patches = [Node("patch", {}, data) for data in wanted]
+        return Node("collection", attrs, [Node("patches", {}, patches)] if patches else None)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "contacts": dict(self.contacts),
+            "chats": {k: dict(v) for k, v in self.chats.items()},
+            "versions": {n: c.state.version for n, c in self.collections.items()},
+        }
+
+
+def contact_mutation(jid: str, name: str | None) -> tuple[str, NewMutation]:
+    value = pb.SyncActionValue(timestamp=int(time.time() * 1000))
+    if name is None:
+        return "critical_unblock_low", NewMutation("remove", ["contact", jid], value, 2)
+    value.contactAction.fullName = name
+    value.contactAction.firstName = name.split(maxsplit=1)[0] if name.split() else name
+    value.contactAction.saveOnPrimaryAddressbook = True
+    return "critical_unblock_low", NewMutation("set", ["contact", jid], value, 2)
+
+
+def chat_mutations(
+    jid: str,
+    *,
+    archive: bool | None = None,
+    pin: bool | None = None,
+    mute_until: int | None = None,
+    read: bool | None = None,
+) -> list[tuple[str, NewMutation]]:
+    now = int(time.time() * 1000)
+    out = []
+    if mute_until is not None:
+        v = pb.SyncActionValue(timestamp=now)
+        v.muteAction.muted = mute_until != 0
+        if mute_until > 0:
+            v.muteAction.muteEndTimestamp = mute_until
+        out.append(("regular_high", NewMutation("set", ["mute", jid], v, 2)))
+    if archive is not None:
+        v = pb.SyncActionValue(timestamp=now)
+        v.archiveChatAction.archived = archive
+        out.append(("regular_low", NewMutation("set", ["archive", jid], v, 3)))
+    if pin is not None:
+        v = pb.SyncActionValue(timestamp=now)
+        v.pinAction.pinned = pin
+        out.append(("regular_low", NewMutation("set", ["pin_v1", jid], v, 5)))
+    if read is not None:
+        v = pb.SyncActionValue(timestamp=now)
+        v.markChatAsReadAction.read = read
+        out.append(("regular_low", NewMutation("set", ["markChatAsRead", jid], v, 3)))
+    return out
+
+
+async def apply_changes(
+    router: Router,
+    account: Account,
+    changes: list[tuple[str, NewMutation]],
+    *,
+    tamper: bool = False,
+) -> dict[str, int]:
+    """Record the changes as one patch per collection and tell the companions."""
+    app = account.app_state
+    by_name: dict[str, list[NewMutation]] = {}
+    for name, m in changes:
+        by_name.setdefault(name, []).append(m)
+    versions = {name: app.change(name, ms, tamper=tamper) for name, ms in by_name.items()}
+    for device_id in list(account.devices):
+        for name, version in versions.items():
+            node = Node(
+                "notification",
+                {
+                    "from": S_WHATSAPP_NET,
+                    "type": "server_sync",
+                    "id": f"sync.{name}.{version}.{device_id}",
+                    "t": str(int(time.time())),
+                },
+                [Node("collection", {"name": name, "version": str(version)})],
+            )
+            await router.deliver((account.number, device_id), node)
+    return versions
+
+
+async def share_keys(router: Router, account: Account, device_id: int) -> None:
+    """The phone sends its app-state sync key to a companion (once per device)."""
+    app = account.app_state
+    if device_id in app.shared_with or device_id not in account.devices:
+        return
+    app.shared_with.add(device_id)
+    try:
+        await account.phone_peer.send_to_own_device(router, device_id, app.key_share())
+    except Exception:
+        app.shared_with.discard(device_id)
+        log.exception("could not share app-state keys with device %d", device_id)
+
+
+async def on_sync_iq(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    from wahttp.sim.iq import result
+
+    device = conn.device
+    assert device is not None
+    account = server.network.accounts[device.number]
+    sync = node.child("sync")
+    answers = []
+    for coll in sync.children("collection") if sync is not None else []:
+        answers.append(
+            account.app_state.answer(coll.attr("name") or "", coll.attr_int("version", 0))
+        )
+    return result(node, [Node("sync", {}, answers)])
