@@ -74,5 +74,6 @@ async def test_one_read_and_one_write_per_message(sim: SimHandle, admin: httpx.A
     async with asyncio.timeout(10):  # the ratchet is saved just after the hand-over
         while calls["set session"] < 5:
             await asyncio.sleep(0.02)
-    assert calls == {"set session": 5}
+    # The first message from the friend looks its app-state name up once (none: remembered).
+    assert calls == {"set session": 5, "get app-state-chat": 1}
     await a.client.disconnect()

@@ -49,6 +49,34 @@ async def test_session_records_are_read_from_the_store_once() -> None:
     assert inner.reads == [("session", ["2.0"]), ("session", ["3.0"])]
 
 
+async def test_a_key_the_store_lacks_is_read_once_until_written() -> None:
+    inner = CountingStore()
+    cache = KeyCache(inner)
+    for _ in range(3):  # a contact with no privacy token: one read, not one per message
+        assert await cache.get("tctoken", ["1@lid"]) == {}
+    assert inner.reads == [("tctoken", ["1@lid"])]
+    await cache.set({"tctoken": {"1@lid": {"token": b"t"}}})
+    assert await cache.get("tctoken", ["1@lid"]) == {"1@lid": {"token": b"t"}}
+    await cache.set({"tctoken": {"1@lid": None}})
+    assert await cache.get("tctoken", ["1@lid"]) == {}
+    assert inner.reads == [("tctoken", ["1@lid"]), ("tctoken", ["1@lid"])]
+
+
+async def test_a_miss_overlapping_a_write_is_not_cached() -> None:
+    inner = CountingStore()
+    cache = KeyCache(inner)
+    inner.hold_reads = asyncio.Event()
+    read = asyncio.create_task(cache.get("app-state-chat", ["a@s.whatsapp.net"]))
+    await asyncio.sleep(0)
+    await cache.set({"app-state-chat": {"a@s.whatsapp.net": {"name": "Ann"}}})
+    inner.hold_reads.set()
+    assert await read == {}  # what it read then
+    inner.hold_reads = None
+    assert await cache.get("app-state-chat", ["a@s.whatsapp.net"]) == {
+        "a@s.whatsapp.net": {"name": "Ann"}
+    }
+
+
 async def test_other_categories_always_come_from_the_store() -> None:
     inner = CountingStore()
     cache = KeyCache(inner)

@@ -21,10 +21,13 @@ from collections import OrderedDict
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.store import AuthStore, KeyValue
 
-# Categories read on every message (a 1:1 send reads its privacy token); the others are rare
-# or bulky (pre-keys).
-CACHED = frozenset({"session", "lid-mapping", "tctoken"})
+# Categories read on every message (a 1:1 send reads its privacy token, an inbound message
+# its contact's app-state name); the others are rare or bulky (pre-keys).
+CACHED = frozenset({"session", "lid-mapping", "tctoken", "app-state-chat"})
 DEFAULT_LIMIT = 256
+# What the cache remembers for a key the store does not have (most contacts have no token or
+# app-state name yet): without it, every message would read the store for them again.
+_ABSENT = object()
 
 
 class KeyCache:
@@ -54,15 +57,17 @@ class KeyCache:
             key = (category, key_id)
             if key in self._values:
                 self._values.move_to_end(key)
-                found[key_id] = self._values[key]
+                value = self._values[key]
+                if value is not _ABSENT:
+                    found[key_id] = value
             else:
                 missing.append(key_id)
         if missing:
             writes, quiet = self._writes, not self._writing
             read = await self.inner.get(category, missing)
             if quiet and writes == self._writes:
-                for key_id, value in read.items():
-                    self._remember((category, key_id), value)
+                for key_id in missing:
+                    self._remember((category, key_id), read.get(key_id, _ABSENT))
             found.update(read)
         return found
 
