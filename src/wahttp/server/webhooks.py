@@ -8,7 +8,8 @@ target, nothing is stored.
 
 Events and the body. Every POST has the body (compact JSON, UTF-8)::
 
-    {"id": "<event id, a UUID>", "type": "message" | "message.ack" | "session.status",
+    {"id": "<event id, a UUID>",
+     "type": "message" | "message.ack" | "session.status" | "call",
      "session": "<session id>" | null, "timestamp": <when it happened, Unix time in ms>,
      "data": {...}}
 
@@ -21,7 +22,10 @@ on it. `data` is what server/events.py builds for each type (see `MessageData`, 
   the message has none);
 - `message.ack`: `id`, `chat`, `status` (`sent`, `delivered`, `read`, ...), `device`;
 - `session.status` (every state change): `state`, `since` (ISO 8601), `jid`,
-  `lastDisconnect` (`{"code", "reason", "at"}` or null), `at`.
+  `lastDisconnect` (`{"code", "reason", "at"}` or null), `at`;
+- `call` (an incoming call offer): `id` (the call id), `from` (the caller), `callerPn`,
+  `isVideo`, `isGroup`, `groupJid`, `timestamp` (Unix seconds), `offline` (delivered from
+  the offline queue), `rejected` (declined by WAHTTP_REJECT_CALLS).
 
 Headers::
 
@@ -119,7 +123,7 @@ from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, op
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["message", "message.ack", "session.status"]
+EventType = Literal["message", "message.ack", "session.status", "call"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 TargetKind = Literal["session", "global"]
@@ -160,6 +164,23 @@ class AckData(TypedDict):
     chat: str
     status: str
     device: str | None
+
+
+CallData = TypedDict(
+    "CallData",
+    {
+        "id": str,
+        "from": str,
+        "callerPn": str | None,
+        "isVideo": bool,
+        "isGroup": bool,
+        "groupJid": str | None,
+        "timestamp": int,
+        "offline": bool,
+        "rejected": bool,
+    },
+)
+"""`data` of a `call` event (`from` is a Python keyword: the functional form)."""
 
 
 class StatusData(TypedDict):

@@ -11,6 +11,7 @@ from wahttp.sim.privacy import PrivacyTokens
 from wahttp.wa.jid import Jid
 
 if TYPE_CHECKING:
+    from wahttp.sim.calls import Call
     from wahttp.sim.connection import ServerConnection
     from wahttp.sim.pair_code import CodeRequest
     from wahttp.sim.phone_peer import PhonePeer
@@ -76,6 +77,7 @@ class Network:
         self.registrations: dict[str, ServerConnection] = {}  # QR ref -> unlinked connection
         self.code_requests: dict[int, CodeRequest] = {}  # connection id -> pairing-code request
         self.privacy = PrivacyTokens()  # privacy tokens issued and the AB props served
+        self.calls: dict[str, Call] = {}  # call id -> call (calls.py)
 
     def create_account(
         self, number: str | None = None, push_name: str | None = None, *, trusting: bool = True

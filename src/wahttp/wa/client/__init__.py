@@ -3,6 +3,7 @@
 from wahttp.wa.client.client import Client
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.events import (
+    CallOffer,
     Connected,
     Disconnected,
     Event,
@@ -16,6 +17,7 @@ from wahttp.wa.client.events import (
 )
 
 __all__ = [
+    "CallOffer",
     "Client",
     "ClientConfig",
     "Connected",

@@ -93,6 +93,24 @@ class UndecryptableMessage:
     retry_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class CallOffer:
+    """Someone is calling us (wahttp cannot answer: no voice or video). `from_` is the caller
+    (its PN or LID), `chat` who the stanza came from; `rejected` when WAHTTP_REJECT_CALLS
+    declined it."""
+
+    id: str
+    from_: str
+    chat: str
+    caller_pn: str | None
+    is_video: bool
+    is_group: bool
+    group_jid: str | None
+    timestamp: int
+    offline: bool
+    rejected: bool = False
+
+
 Event = (
     QRCode
     | PairSuccess
@@ -103,4 +121,5 @@ Event = (
     | MessageAck
     | MessageFailed
     | UndecryptableMessage
+    | CallOffer
 )
