@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 
 from wahttp.server.messages import MessageRepository
-from wahttp.wa.client.events import CallOffer, MessageAck, MessageReceived
+from wahttp.wa.client.events import CallOffer, ContactPicture, MessageAck, MessageReceived
 
 if TYPE_CHECKING:
     from wahttp.server.sessions import ManagedSession
@@ -147,6 +147,17 @@ class ServiceEvents:
             "rejected": event.rejected,
         }
         await self._emit(session_id, "call", data)
+
+    async def on_picture(self, session_id: str, event: ContactPicture) -> None:
+        """A profile picture changed: a `contact.picture` webhook event."""
+        data = {
+            "jid": event.jid,
+            "author": event.author,
+            "pictureId": event.picture_id,
+            "removed": event.removed,
+            "timestamp": event.timestamp,
+        }
+        await self._emit(session_id, "contact.picture", data)
 
     async def on_status(self, session: ManagedSession) -> None:
         last = session.last_disconnect

@@ -9,7 +9,7 @@ target, nothing is stored.
 Events and the body. Every POST has the body (compact JSON, UTF-8)::
 
     {"id": "<event id, a UUID>",
-     "type": "message" | "message.ack" | "session.status" | "call",
+     "type": "message" | "message.ack" | "session.status" | "call" | "contact.picture",
      "session": "<session id>" | null, "timestamp": <when it happened, Unix time in ms>,
      "data": {...}}
 
@@ -25,7 +25,9 @@ on it. `data` is what server/events.py builds for each type (see `MessageData`, 
   `lastDisconnect` (`{"code", "reason", "at"}` or null), `at`;
 - `call` (an incoming call offer): `id` (the call id), `from` (the caller), `callerPn`,
   `isVideo`, `isGroup`, `groupJid`, `timestamp` (Unix seconds), `offline` (delivered from
-  the offline queue), `rejected` (declined by WAHTTP_REJECT_CALLS).
+  the offline queue), `rejected` (declined by WAHTTP_REJECT_CALLS);
+- `contact.picture` (a profile picture changed): `jid` (whose: a contact, a group or our own
+  account), `author`, `pictureId` (null when removed), `removed`, `timestamp`.
 
 Headers::
 
@@ -123,7 +125,7 @@ from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, op
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["message", "message.ack", "session.status", "call"]
+EventType = Literal["message", "message.ack", "session.status", "call", "contact.picture"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 TargetKind = Literal["session", "global"]

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from wahttp import apidocs
+from wahttp.sim.account import picture_changed, reregister
 from wahttp.sim.calls import ring
 from wahttp.sim.faults import (
     DEFAULT_CHAOS_KINDS,
@@ -76,6 +77,10 @@ class PhoneBurst(BaseModel):
 class PlaceCall(BaseModel):
     to: str = Field(min_length=5, max_length=64, description="a number or a JID")
     video: bool = False
+
+
+class SetPicture(BaseModel):
+    remove: bool = Field(default=False, description="remove the picture instead of setting one")
 
 
 class MinVersion(BaseModel):
@@ -261,6 +266,18 @@ def create_admin_app(server: SimServer) -> FastAPI:
         calls = server.network.calls.values()
         return [c.to_json() for c in calls if account.number in (c.caller, c.callee)]
 
+    @app.post("/phones/{number}/picture")
+    async def phone_picture(number: Number, body: SetPicture) -> dict[str, Any]:
+        """The phone sets (or removes) its profile picture: its contacts' devices get a
+        `picture` notification, its own companions an `account_sync` `<picture/>`."""
+        return await picture_changed(server, account_or_404(number), removed=body.remove)
+
+    @app.post("/phones/{number}/reregister")
+    async def phone_reregister(number: Number) -> dict[str, Any]:
+        """The phone registers again (new identity key): its contacts' devices get
+        `<notification type="encrypt"><identity/>`."""
+        return await reregister(server, account_or_404(number))
+
     @app.get("/version")
     async def get_min_version() -> dict[str, Any]:
         v = server.min_version
@@ -347,6 +364,9 @@ def create_admin_app(server: SimServer) -> FastAPI:
                 {"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(enc.items())
             ],
             "replaced": server.replaced,
+            "reporting_tokens": {
+                k: server.router.reporting[k] for k in ("valid", "invalid", "missing")
+            },
             "privacy_tokens": {
                 "issued": len(server.network.privacy.issued),
                 "accepted_with_token": server.network.privacy.accepted_with_token,

@@ -78,6 +78,10 @@ class Network:
         self.code_requests: dict[int, CodeRequest] = {}  # connection id -> pairing-code request
         self.privacy = PrivacyTokens()  # privacy tokens issued and the AB props served
         self.calls: dict[str, Call] = {}  # call id -> call (calls.py)
+        # (number, device id) of companions an account_sync waits for: <ib><dirty> at login
+        self.dirty: set[tuple[str, int]] = set()
+        self.cleaned = 0  # dirty flags a client cleared with <clean>
+        self.reregistered = 0  # phones that registered again (a new identity)
 
     def create_account(
         self, number: str | None = None, push_name: str | None = None, *, trusting: bool = True

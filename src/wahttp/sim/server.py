@@ -13,7 +13,7 @@ from websockets.asyncio.server import Server, serve
 from websockets.asyncio.server import ServerConnection as WSConnection
 from websockets.http11 import Request, Response
 
-from wahttp.sim import calls, linking, pair_code
+from wahttp.sim import account, calls, linking, pair_code
 from wahttp.sim import iq as iq_handlers
 from wahttp.sim.connection import ServerConnection
 from wahttp.sim.faults import Faults
@@ -201,6 +201,7 @@ class SimServer:
             },
         )
         await conn.send_node(success)
+        await account.before_backlog(self, conn)
         backlog = await self.router.flush((device.number, device.device_id), conn)
         offline = Node("offline", {"count": str(backlog)})
         await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [offline]))
@@ -240,7 +241,9 @@ class SimServer:
             self.router.acked(key, node)
         elif node.tag == "call":
             await calls.on_call(self, conn, node)
-        # presence and ib are accepted silently.
+        elif node.tag == "ib":
+            account.on_ib(self, conn, node)
+        # presence is accepted silently.
 
     # -- admin actions -----------------------------------------------------------------------
     async def unlink(self, number: str, device_id: int) -> bool:

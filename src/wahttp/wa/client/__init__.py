@@ -5,6 +5,7 @@ from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.events import (
     CallOffer,
     Connected,
+    ContactPicture,
     Disconnected,
     Event,
     LoggedOut,
@@ -21,6 +22,7 @@ __all__ = [
     "Client",
     "ClientConfig",
     "Connected",
+    "ContactPicture",
     "Disconnected",
     "Event",
     "LoggedOut",

@@ -111,6 +111,20 @@ class CallOffer:
     rejected: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ContactPicture:
+    """A profile picture changed (`picture` notification, or ours via `account_sync`).
+
+    `jid` is whose picture (a user or a group), `author` who changed it, `picture_id` the new
+    picture's id (None when removed or not told)."""
+
+    jid: str
+    author: str | None
+    picture_id: str | None
+    removed: bool
+    timestamp: int
+
+
 Event = (
     QRCode
     | PairSuccess
@@ -122,4 +136,5 @@ Event = (
     | MessageFailed
     | UndecryptableMessage
     | CallOffer
+    | ContactPicture
 )
