@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep accounts, devices, keys and queued stanzas here across restarts",
     )
+    sim.add_argument(
+        "--min-version",
+        help="refuse older web client versions (e.g. 2.3000.1043857760) with a 405 failure",
+    )
     sim.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
     serve = sub.add_parser("serve", help="run the REST API (settings from the environment)")
     serve.add_argument("--host", help="overrides HOST")
@@ -66,6 +70,10 @@ async def _run_sim(args: argparse.Namespace) -> None:
     handle = await start_sim(
         args.host, args.port, args.admin_port, keys, state_file=args.state_file
     )
+    if args.min_version:
+        from wahttp.wa.client.version import parse_version
+
+        handle.server.min_version = parse_version(args.min_version)
     info = {"ws_url": handle.ws_url, "root_key": handle.root_key_b64, "admin_url": handle.admin_url}
     if args.json:
         print(json.dumps(info), flush=True)

@@ -5,6 +5,7 @@
 //   {"cmd": "stop"}  close the socket and exit 0
 //   {"cmd": "send", "to": "<jid>", "text": "...", "ref": "..."}  -> {"event": "sent", "ref", "id"}
 //   {"cmd": "read", "key": {remoteJid, id, fromMe, participant?}}  send a read receipt
+//   {"cmd": "reject-call", "id": "<call id>", "from": "<caller jid>"}  -> {"event": "call-rejected"}
 import { parseArgs } from 'node:util'
 import readline from 'node:readline'
 import {
@@ -108,6 +109,14 @@ async function start () {
       if (u.update?.status !== undefined) emit({ event: 'status', id: u.key.id, status: u.update.status })
     }
   })
+  current.ev.on('call', (calls) => {
+    for (const c of calls) {
+      emit({
+        event: 'call', id: c.id, from: c.from, chatId: c.chatId, status: c.status,
+        isVideo: c.isVideo ?? null, isGroup: c.isGroup ?? null, offline: c.offline,
+      })
+    }
+  })
   current.ev.on('message-receipt.update', (updates) => {
     for (const u of updates) emit({ event: 'receipt', id: u.key.id, receipt: u.receipt })
   })
@@ -170,6 +179,13 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   }
   if (cmd.cmd === 'read') {
     try { await sock.readMessages([cmd.key]) } catch (err) { emit({ event: 'send-error', message: String(err) }) }
+    return
+  }
+  if (cmd.cmd === 'reject-call') {
+    try {
+      await sock.rejectCall(cmd.id, cmd.from)
+      emit({ event: 'call-rejected', id: cmd.id })
+    } catch (err) { emit({ event: 'send-error', message: String(err) }) }
     return
   }
   if (cmd.cmd === 'stop') {

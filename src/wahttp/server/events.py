@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 
 from wahttp.server.messages import MessageRepository
-from wahttp.wa.client.events import MessageAck, MessageReceived
+from wahttp.wa.client.events import CallOffer, ContactPicture, MessageAck, MessageReceived
 
 if TYPE_CHECKING:
     from wahttp.server.sessions import ManagedSession
@@ -133,6 +133,32 @@ class ServiceEvents:
         if status == "failed":
             data["error"] = error.to_json() if error is not None else None
         await self._emit(session_id, "message.ack", data, conn)
+
+    async def on_call(self, session_id: str, event: CallOffer) -> None:
+        """An incoming call offer: a `call` webhook event (through the outbox)."""
+        data = {
+            "id": event.id,
+            "from": event.from_,
+            "callerPn": event.caller_pn,
+            "isVideo": event.is_video,
+            "isGroup": event.is_group,
+            "groupJid": event.group_jid,
+            "timestamp": event.timestamp,
+            "offline": event.offline,
+            "rejected": event.rejected,
+        }
+        await self._emit(session_id, "call", data)
+
+    async def on_picture(self, session_id: str, event: ContactPicture) -> None:
+        """A profile picture changed: a `contact.picture` webhook event."""
+        data = {
+            "jid": event.jid,
+            "author": event.author,
+            "pictureId": event.picture_id,
+            "removed": event.removed,
+            "timestamp": event.timestamp,
+        }
+        await self._emit(session_id, "contact.picture", data)
 
     async def on_status(self, session: ManagedSession) -> None:
         last = session.last_disconnect

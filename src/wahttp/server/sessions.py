@@ -35,7 +35,7 @@ from wahttp.wa.client import (
     QRCode,
 )
 from wahttp.wa.client.client import SentStore
-from wahttp.wa.client.events import MessageAck, MessageReceived
+from wahttp.wa.client.events import CallOffer, ContactPicture, MessageAck, MessageReceived
 from wahttp.wa.client.messages import new_message_id, text_message
 from wahttp.wa.client.send import SendError, SendResult, send_message
 from wahttp.wa.errors import CertificateError, ConnectionClosed, HandshakeError, WAError
@@ -184,6 +184,10 @@ class ManagedSession:
             await self.manager.events.on_message(self.id, event)
         elif isinstance(event, MessageAck) and self.manager.events is not None:
             await self.manager.events.on_ack(self.id, event)
+        elif isinstance(event, CallOffer) and self.manager.events is not None:
+            await self.manager.events.on_call(self.id, event)
+        elif isinstance(event, ContactPicture) and self.manager.events is not None:
+            await self.manager.events.on_picture(self.id, event)
 
     async def _run(self) -> None:
         attempt = 0

@@ -12,6 +12,7 @@ from wahttp.server.webhook_policy import WebhookPolicy
 from wahttp.server.webhooks import check_url
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
 from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
+from wahttp.wa.client.version import AUTO, parse_version
 
 MIN_API_KEY_LENGTH = 24
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -61,7 +62,17 @@ class Settings(BaseSettings):
     )
     wa_url: str = Field(DEFAULT_URL, alias="WAHTTP_WA_URL")
     wa_root_key: str | None = Field(None, alias="WAHTTP_WA_ROOT_KEY")
-    wa_version: str | None = Field(None, alias="WAHTTP_WA_VERSION")
+    wa_version: str | None = Field(
+        None,
+        alias="WAHTTP_WA_VERSION",
+        description="web client version (2.3000.N) or auto: fetch the current one at connect",
+    )
+    wa_version_url: str | None = Field(
+        None, alias="WAHTTP_WA_VERSION_URL", description="where auto reads the version (sw.js)"
+    )
+    reject_calls: bool = Field(
+        False, alias="WAHTTP_REJECT_CALLS", description="reject every incoming call offer"
+    )
     push_name: str | None = Field(None, alias="WAHTTP_PUSH_NAME")
     reconnect_base: float = Field(1.0, alias="WAHTTP_RECONNECT_BASE", gt=0)
     reconnect_max: float = Field(60.0, alias="WAHTTP_RECONNECT_MAX", gt=0)
@@ -238,6 +249,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
+    @field_validator("wa_version")
+    @classmethod
+    def _wa_version(cls, value: str | None) -> str | None:
+        if value and value.strip().lower() != AUTO:
+            parse_version(value)
+        return value
+
     @field_validator("wa_root_key")
     @classmethod
     def _root_key(cls, value: str | None) -> str | None:
@@ -251,7 +269,10 @@ class Settings(BaseSettings):
             env["WAHTTP_WA_ROOT_KEY"] = self.wa_root_key
         if self.wa_version:
             env["WAHTTP_WA_VERSION"] = self.wa_version
+        if self.wa_version_url:
+            env["WAHTTP_WA_VERSION_URL"] = self.wa_version_url
         cfg = ClientConfig.from_env(env)
+        cfg.reject_calls = self.reject_calls
         if not self.wa_root_key:
             cfg.root_key = WA_ROOT_PUBLIC_KEY
         cfg.push_name = self.push_name

@@ -8,7 +8,8 @@ target, nothing is stored.
 
 Events and the body. Every POST has the body (compact JSON, UTF-8)::
 
-    {"id": "<event id, a UUID>", "type": "message" | "message.ack" | "session.status",
+    {"id": "<event id, a UUID>",
+     "type": "message" | "message.ack" | "session.status" | "call" | "contact.picture",
      "session": "<session id>" | null, "timestamp": <when it happened, Unix time in ms>,
      "data": {...}}
 
@@ -22,7 +23,12 @@ on it. `data` is what server/events.py builds for each type (see `MessageData`, 
   `text` (null when the message has none);
 - `message.ack`: `id`, `chat`, `status` (`sent`, `delivered`, `read`, ...), `device`;
 - `session.status` (every state change): `state`, `since` (ISO 8601), `jid`,
-  `lastDisconnect` (`{"code", "reason", "at"}` or null), `at`.
+  `lastDisconnect` (`{"code", "reason", "at"}` or null), `at`;
+- `call` (an incoming call offer): `id` (the call id), `from` (the caller), `callerPn`,
+  `isVideo`, `isGroup`, `groupJid`, `timestamp` (Unix seconds), `offline` (delivered from
+  the offline queue), `rejected` (declined by WAHTTP_REJECT_CALLS);
+- `contact.picture` (a profile picture changed): `jid` (whose: a contact, a group or our own
+  account), `author`, `pictureId` (null when removed), `removed`, `timestamp`.
 
 Headers::
 
@@ -120,7 +126,7 @@ from wahttp.wa.auth.sealing import SealContext, Sealer, SealError, is_sealed, op
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["message", "message.ack", "session.status"]
+EventType = Literal["message", "message.ack", "session.status", "call", "contact.picture"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 TargetKind = Literal["session", "global"]
@@ -162,6 +168,23 @@ class AckData(TypedDict):
     chat: str
     status: str
     device: str | None
+
+
+CallData = TypedDict(
+    "CallData",
+    {
+        "id": str,
+        "from": str,
+        "callerPn": str | None,
+        "isVideo": bool,
+        "isGroup": bool,
+        "groupJid": str | None,
+        "timestamp": int,
+        "offline": bool,
+        "rejected": bool,
+    },
+)
+"""`data` of a `call` event (`from` is a Python keyword: the functional form)."""
 
 
 class StatusData(TypedDict):

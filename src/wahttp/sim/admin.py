@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 
 from wahttp import apidocs
 from wahttp.sim import appstate
+from wahttp.sim.account import picture_changed, reregister
+from wahttp.sim.calls import ring
 from wahttp.sim.faults import (
     DEFAULT_CHAOS_KINDS,
     ChaosPlan,
@@ -89,6 +91,23 @@ class PhoneBurst(BaseModel):
     to: str = Field(min_length=5, max_length=64, description="a number or a JID")
     count: int = Field(ge=1, le=100_000)
     text: str = Field(default="message", min_length=1, max_length=65536)
+
+
+class PlaceCall(BaseModel):
+    to: str = Field(min_length=5, max_length=64, description="a number or a JID")
+    video: bool = False
+
+
+class SetPicture(BaseModel):
+    remove: bool = Field(default=False, description="remove the picture instead of setting one")
+
+
+class MinVersion(BaseModel):
+    version: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,6}\.\d{1,6}\.\d{1,12}$",
+        description="oldest web client version let in (e.g. 2.3000.1043857760); null: any",
+    )
 
 
 class StreamError(BaseModel):
@@ -286,6 +305,50 @@ def create_admin_app(server: SimServer) -> FastAPI:
         await server.network.privacy.issue(server.router, account.number, target.number)
         return {"issuer": account.number, "holder": target.number}
 
+    @app.post("/phones/{number}/call", status_code=201)
+    async def phone_call(number: Number, body: PlaceCall) -> dict[str, Any]:
+        """The phone calls an account: its linked devices get a `<call><offer>`."""
+        account = account_or_404(number)
+        target = server.network.account_by_user(_recipient(body.to).user)
+        if target is None or target.number == account.number:
+            raise HTTPException(404, f"{body.to} is not another account on the network")
+        call = await ring(server, account.number, target.number, video=body.video)
+        return call.to_json()
+
+    @app.get("/phones/{number}/calls")
+    async def phone_calls(number: Number) -> list[dict[str, Any]]:
+        """Calls this phone placed or received, with their status (ringing, rejected)."""
+        account = account_or_404(number)
+        calls = server.network.calls.values()
+        return [c.to_json() for c in calls if account.number in (c.caller, c.callee)]
+
+    @app.post("/phones/{number}/picture")
+    async def phone_picture(number: Number, body: SetPicture) -> dict[str, Any]:
+        """The phone sets (or removes) its profile picture: its contacts' devices get a
+        `picture` notification, its own companions an `account_sync` `<picture/>`."""
+        return await picture_changed(server, account_or_404(number), removed=body.remove)
+
+    @app.post("/phones/{number}/reregister")
+    async def phone_reregister(number: Number) -> dict[str, Any]:
+        """The phone registers again (new identity key): its contacts' devices get
+        `<notification type="encrypt"><identity/>`."""
+        return await reregister(server, account_or_404(number))
+
+    @app.get("/version")
+    async def get_min_version() -> dict[str, Any]:
+        v = server.min_version
+        return {"min": ".".join(map(str, v)) if v else None, "refused": server.outdated_refused}
+
+    @app.put("/version")
+    async def put_min_version(body: MinVersion) -> dict[str, Any]:
+        """Refuse logins of older web clients with `<failure reason="405">` (client outdated)."""
+        if body.version is None:
+            server.min_version = None
+        else:
+            a, b, c = (int(p) for p in body.version.split("."))
+            server.min_version = (a, b, c)
+        return await get_min_version()
+
     @app.get("/props")
     async def get_props() -> dict[str, Any]:
         """The AB props the server answers `<iq xmlns="abt">` with (10518: privacy tokens)."""
@@ -357,6 +420,9 @@ def create_admin_app(server: SimServer) -> FastAPI:
                 {"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(enc.items())
             ],
             "replaced": server.replaced,
+            "reporting_tokens": {
+                k: server.router.reporting[k] for k in ("valid", "invalid", "missing")
+            },
             "privacy_tokens": {
                 "issued": len(server.network.privacy.issued),
                 "accepted_with_token": server.network.privacy.accepted_with_token,

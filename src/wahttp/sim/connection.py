@@ -50,6 +50,7 @@ class ServerConnection:
         self.stalled = False  # fault injection: neither read nor write, like a dead link
         self._stall_timer: asyncio.TimerHandle | None = None
         self.pings = 0
+        self.offline_batches = 0  # <ib><offline_batch> answers to an offline preview
 
     def new_id(self) -> str:
         return f"sim.{self.conn_id}.{next(self._ids)}"

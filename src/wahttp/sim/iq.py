@@ -117,10 +117,6 @@ async def _remove_companion(server: SimServer, conn: ServerConnection, node: Nod
     return result(node)
 
 
-async def _clean(server: SimServer, conn: ServerConnection, node: Node) -> Node:
-    return result(node)
-
-
 async def _link_code(server: SimServer, conn: ServerConnection, node: Node) -> Node | None:
     from wahttp.sim.pair_code import on_companion_reg
 
@@ -185,7 +181,14 @@ async def _warn_low_pre_keys(server: SimServer, device: Device) -> None:
         await conn.send_node(Node("notification", note, [count]))
 
 
+async def _clean(server: SimServer, conn: ServerConnection, node: Node) -> Node:
+    from wahttp.sim.account import on_clean_iq
+
+    return await on_clean_iq(server, conn, node)
+
+
 HANDLERS: dict[tuple[str, str], Handler] = {
+    ("urn:xmpp:whatsapp:dirty", "clean"): _clean,
     ("usync", "usync"): _usync,
     ("encrypt", "key"): _key_fetch,
     ("md", "link_code_companion_reg"): _link_code,
@@ -202,6 +205,5 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("blocklist", ""): _blocklist,
     ("privacy", "privacy"): _privacy,
     ("md", "remove-companion-device"): _remove_companion,
-    ("urn:xmpp:whatsapp:dirty", "clean"): _clean,
     ("w:sync:app:state", "sync"): appstate.on_sync_iq,
 }

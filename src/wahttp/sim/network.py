@@ -12,6 +12,7 @@ from wahttp.wa.jid import Jid
 
 if TYPE_CHECKING:
     from wahttp.sim.appstate import PhoneAppState
+    from wahttp.sim.calls import Call
     from wahttp.sim.connection import ServerConnection
     from wahttp.sim.pair_code import CodeRequest
     from wahttp.sim.phone_peer import PhonePeer
@@ -80,6 +81,11 @@ class Network:
         self.registrations: dict[str, ServerConnection] = {}  # QR ref -> unlinked connection
         self.code_requests: dict[int, CodeRequest] = {}  # connection id -> pairing-code request
         self.privacy = PrivacyTokens()  # privacy tokens issued and the AB props served
+        self.calls: dict[str, Call] = {}  # call id -> call (calls.py)
+        # (number, device id) of companions an account_sync waits for: <ib><dirty> at login
+        self.dirty: set[tuple[str, int]] = set()
+        self.cleaned = 0  # dirty flags a client cleared with <clean>
+        self.reregistered = 0  # phones that registered again (a new identity)
 
     def create_account(
         self, number: str | None = None, push_name: str | None = None, *, trusting: bool = True

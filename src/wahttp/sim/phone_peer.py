@@ -15,7 +15,7 @@ from wahttp.wa.auth.creds import SignedPreKey, new_creds
 from wahttp.wa.auth.signal_store import SignalStore
 from wahttp.wa.auth.store import MemoryAuthStore
 from wahttp.wa.binary import Node
-from wahttp.wa.client import e2e, messages
+from wahttp.wa.client import e2e, messages, reporting
 from wahttp.wa.crypto import KeyPair
 from wahttp.wa.jid import LID, S_WHATSAPP_NET, Jid
 from wahttp.wa.signal import PreKeyBundle
@@ -121,6 +121,9 @@ class PhonePeer:
         keys += [(self.number, d) for d in own.devices if (self.number, d) not in keys]
         item = SentItem(message_id, str(chat), text, int(time.time()))
         self.sent[message_id] = item
+        if target.number != self.number:  # who hears of this phone's changes (sim/account.py)
+            router.contacts.setdefault(self.number, set()).add(target.number)
+            router.contacts.setdefault(target.number, set()).add(self.number)
         # A phone that writes to someone lets them write back: its privacy token goes first.
         await network.privacy.issue_on_contact(router, self.number, target.number)
         router.remember_origin(message_id, me)
@@ -208,6 +211,8 @@ class PhonePeer:
         self._seen.add((str(sender.to_non_ad()), message_id))
         from_me = sender.user == self.number
         if not from_me:
+            _check_reporting(router, message_id, messages.unpad(decrypted.plaintext), message)
+        if not from_me:
             contact = router.network.account_by_user(sender.user)
             if contact is not None:
                 await router.network.privacy.issue_on_contact(router, self.number, contact.number)
@@ -258,6 +263,20 @@ class PhonePeer:
 
     def inbox_json(self) -> list[dict[str, Any]]:
         return [vars(i).copy() for i in self.inbox]
+
+
+def _check_reporting(router: Router, message_id: str, encoded: bytes, message: Any) -> None:
+    """Check the reporting token the sender attached against the decrypted message."""
+    sent = router.reporting_tokens.pop(message_id, None)
+    if sent is None:
+        if reporting.should_include(message):
+            router.reporting["missing"] += 1
+        return
+    to, token = sent
+    ok = reporting.valid(token, encoded, message_id, to)
+    router.reporting["valid" if ok else "invalid"] += 1
+    if not ok:
+        log.warning("reporting token of %s does not match its message", message_id)
 
 
 async def bundle_for(network: Network, key: DeviceKey) -> PreKeyBundle | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wahttp.wa.binary import Node
+from wahttp.wa.client import reporting
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ class Router:
         self.enc_counts: Counter[tuple[str, str, str]] = Counter()
         # number -> numbers it has exchanged messages with: who hears of its device changes
         self.contacts: dict[str, set[str]] = {}
+        # message id -> (the stanza's `to`, its reporting token): checked by the receiving phone
+        self.reporting_tokens: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        # valid / invalid / missing (a message secret but no token): see reporting.py
+        self.reporting: Counter[str] = Counter()
 
     # -- addressing ----------------------------------------------------------------------------
     def resolve(self, jid: Jid | None) -> tuple[Account, int] | None:
@@ -204,6 +209,13 @@ class Router:
         if refusal is not None:
             return _ack(node, chat.to_non_ad(), str(int(time.time())), error=refusal)
         self.remember_origin(message_id, sender)
+        token = reporting.token_of(node)
+        if token is not None:
+            self.reporting_tokens[message_id] = (node.attr("to") or "", token)
+            while len(self.reporting_tokens) > ORIGINS_KEPT:
+                self.reporting_tokens.popitem(last=False)
+        elif node.child("reporting") is not None:
+            self.reporting["invalid"] += 1  # not <reporting_token v="2"> of 16 bytes
         now = str(int(time.time()))
         if chat.user != sender[0]:
             target = self.network.account_by_user(chat.user)
@@ -266,6 +278,10 @@ class Router:
                     "t": str(int(time.time())),
                 }
                 await conn.send_node(Node("notification", attrs, [Node(kind, {}, [device])]))
+        # The account's own companions also get their list (queued when offline).
+        from wahttp.sim.account import devices_changed
+
+        await devices_changed(self, number, device_id)
 
     async def route_receipt(self, receiver: DeviceKey, node: Node) -> None:
         """A device's receipt acks the stanza for it and travels back to the sender."""

@@ -13,8 +13,8 @@ from websockets.asyncio.server import Server, serve
 from websockets.asyncio.server import ServerConnection as WSConnection
 from websockets.http11 import Request, Response
 
+from wahttp.sim import account, calls, linking, pair_code
 from wahttp.sim import iq as iq_handlers
-from wahttp.sim import linking, pair_code
 from wahttp.sim.connection import ServerConnection
 from wahttp.sim.faults import Faults
 from wahttp.sim.network import Network
@@ -57,6 +57,9 @@ class SimServer:
         self.faults = Faults(self)
         self.state_file: Path | None = None  # where save_state() writes (wahttp sim --state-file)
         self.replaced = 0  # streams closed with 440 because the same device connected again
+        # The oldest web client version let in (None: any); older ones get <failure reason=405>.
+        self.min_version: tuple[int, int, int] | None = None
+        self.outdated_refused = 0
 
     @property
     def url(self) -> str:
@@ -143,8 +146,22 @@ class SimServer:
             self.live.discard(conn)
 
     # -- stream life cycle -------------------------------------------------------------------
+    def outdated(self, conn: ServerConnection) -> bool:
+        """The client announced a version older than `min_version`."""
+        if self.min_version is None:
+            return False
+        v = conn.payload.userAgent.appVersion
+        return (v.primary, v.secondary, v.tertiary) < self.min_version
+
     async def on_login(self, conn: ServerConnection) -> None:
         payload = conn.payload
+        if self.outdated(conn):
+            # What the real server does with a stale client: Baileys ends with statusCode 405,
+            # whatsmeow with ErrClientOutdated.
+            self.outdated_refused += 1
+            await conn.send_node(Node("failure", {"reason": "405", "location": "sim"}))
+            await conn.close()
+            return
         if payload.HasField("devicePairingData"):
             await linking.start_registration(self, conn)
         elif payload.HasField("username"):
@@ -184,6 +201,7 @@ class SimServer:
             },
         )
         await conn.send_node(success)
+        await account.before_backlog(self, conn)
         backlog = await self.router.flush((device.number, device.device_id), conn)
         offline = Node("offline", {"count": str(backlog)})
         await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [offline]))
@@ -221,7 +239,11 @@ class SimServer:
             await self.router.route_receipt(key, node)
         elif node.tag == "ack":
             self.router.acked(key, node)
-        # presence and ib are accepted silently.
+        elif node.tag == "call":
+            await calls.on_call(self, conn, node)
+        elif node.tag == "ib":
+            account.on_ib(self, conn, node)
+        # presence is accepted silently.
 
     # -- admin actions -----------------------------------------------------------------------
     async def unlink(self, number: str, device_id: int) -> bool:

@@ -3,7 +3,9 @@
 from wahttp.wa.client.client import Client
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.events import (
+    CallOffer,
     Connected,
+    ContactPicture,
     Disconnected,
     Event,
     LoggedOut,
@@ -16,9 +18,11 @@ from wahttp.wa.client.events import (
 )
 
 __all__ = [
+    "CallOffer",
     "Client",
     "ClientConfig",
     "Connected",
+    "ContactPicture",
     "Disconnected",
     "Event",
     "LoggedOut",

@@ -23,6 +23,7 @@ from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.binary import Node
 from wahttp.wa.client import handlers
 from wahttp.wa.client import send as send_mod
+from wahttp.wa.client import version as version_mod
 from wahttp.wa.client.abprops import ABProps
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.connection import NodeConnection, open_connection
@@ -181,6 +182,10 @@ class Client:
         # Another worker may have owned the session since we last did: start from the store.
         self.key_cache.forget()
         creds = await self.load_creds()
+        if self.config.version_auto:
+            self.config.version = await version_mod.resolve(
+                self.config.version_url, self.config.version
+            )
         transport = await self._transport_factory() if self._transport_factory else None
         self._conn = await open_connection(creds, self.config, transport)
         self._closed = asyncio.get_running_loop().create_future()

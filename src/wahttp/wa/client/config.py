@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass, field
 
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
+from wahttp.wa.client.version import AUTO, LATEST_URL, PINNED_VERSION, parse_version
 
 DEFAULT_URL = "wss://web.whatsapp.com/ws/chat"
 # The web client version we announce; a stale one gets <failure reason=405>, so it is configurable.
-DEFAULT_VERSION = (2, 3000, 1043857760)
+DEFAULT_VERSION = PINNED_VERSION
 
 
 @dataclass(slots=True)
@@ -17,6 +18,12 @@ class ClientConfig:
     url: str = DEFAULT_URL
     root_key: bytes = WA_ROOT_PUBLIC_KEY
     version: tuple[int, int, int] = DEFAULT_VERSION
+    # WAHTTP_WA_VERSION=auto: fetch the current version from version_url before connecting
+    # (falling back to `version`), see version.py.
+    version_auto: bool = False
+    version_url: str = LATEST_URL
+    # WAHTTP_REJECT_CALLS: answer every incoming call offer with a reject (call.py).
+    reject_calls: bool = False
     browser: tuple[str, str] = ("Mac OS", "Chrome")  # (os, browser), as Baileys' `browser`
     push_name: str | None = None
     connect_timeout: float = 20.0
@@ -33,16 +40,21 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ClientConfig:
-        """Read WAHTTP_WA_URL and WAHTTP_WA_ROOT_KEY (base64 or hex); other fields keep defaults."""
+        """Read WAHTTP_WA_URL, WAHTTP_WA_ROOT_KEY (base64 or hex), WAHTTP_WA_VERSION[_URL] and
+        WAHTTP_REJECT_CALLS; other fields keep defaults."""
         src = os.environ if env is None else env
         cfg = cls()
         if src.get("WAHTTP_WA_URL"):
             cfg.url = src["WAHTTP_WA_URL"]
         if src.get("WAHTTP_WA_ROOT_KEY"):
             cfg.root_key = parse_root_key(src["WAHTTP_WA_ROOT_KEY"])
-        if src.get("WAHTTP_WA_VERSION"):
-            parts = tuple(int(p) for p in src["WAHTTP_WA_VERSION"].split("."))
-            if len(parts) != 3:
-                raise ValueError("WAHTTP_WA_VERSION must look like 2.3000.1043857760")
-            cfg.version = (parts[0], parts[1], parts[2])
+        wanted = src.get("WAHTTP_WA_VERSION", "").strip()
+        if wanted.lower() == AUTO:
+            cfg.version_auto = True
+        elif wanted:
+            cfg.version = parse_version(wanted)
+        if src.get("WAHTTP_WA_VERSION_URL"):
+            cfg.version_url = src["WAHTTP_WA_VERSION_URL"]
+        if src.get("WAHTTP_REJECT_CALLS"):
+            cfg.reject_calls = src["WAHTTP_REJECT_CALLS"].strip().lower() in ("1", "true", "yes")
         return cfg

@@ -94,6 +94,38 @@ class UndecryptableMessage:
     retry_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class CallOffer:
+    """Someone is calling us (wahttp cannot answer: no voice or video). `from_` is the caller
+    (its PN or LID), `chat` who the stanza came from; `rejected` when WAHTTP_REJECT_CALLS
+    declined it."""
+
+    id: str
+    from_: str
+    chat: str
+    caller_pn: str | None
+    is_video: bool
+    is_group: bool
+    group_jid: str | None
+    timestamp: int
+    offline: bool
+    rejected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPicture:
+    """A profile picture changed (`picture` notification, or ours via `account_sync`).
+
+    `jid` is whose picture (a user or a group), `author` who changed it, `picture_id` the new
+    picture's id (None when removed or not told)."""
+
+    jid: str
+    author: str | None
+    picture_id: str | None
+    removed: bool
+    timestamp: int
+
+
 Event = (
     QRCode
     | PairSuccess
@@ -104,4 +136,6 @@ Event = (
     | MessageAck
     | MessageFailed
     | UndecryptableMessage
+    | CallOffer
+    | ContactPicture
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from wahttp.wa.client import ib, iq, login, notification, receipts, receive, stream
+from wahttp.wa.client import call, ib, iq, login, notification, receipts, receive, stream
 
 if TYPE_CHECKING:
     from wahttp.wa.binary import Node
@@ -24,5 +24,5 @@ TABLE: dict[str, Handler] = {
     "receipt": receipts.on_receipt,
     "message": receive.on_message,
     "ack": receipts.on_ack,
-    "call": ib.ack_only,
+    "call": call.on_call,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import appstate, pair_code, prekeys, tctoken, usync
+from wahttp.wa.client import account, appstate, pair_code, prekeys, tctoken, usync
 from wahttp.wa.client.ib import ack_for
 from wahttp.wa.jid import Jid
 
@@ -45,7 +45,24 @@ async def on_notification(client: Client, node: Node) -> None:
     elif kind == "encrypt" and node.child("identity") is not None:
         # The contact's identity changed (new phone): its sessions are void.
         who = node.attr_jid("from")
-        if who is not None:
+        if who is not None and not who.device and who.user not in _own_users(client):
             usync.invalidate(client, who.user)
             await forget_user_sessions(client, who)
+            if not node.attr("offline"):  # Baileys does not re-issue while the backlog replays
+                await tctoken.reissue_after_identity_change(client, who)
+    elif kind == "account_sync":
+        # Our account changed elsewhere: our device list, our picture, settings.
+        await account.on_account_sync(client, node)
+    elif kind == "picture":
+        await account.on_picture(client, node)
     await client.send_node(ack_for(node))
+
+
+def _own_users(client: Client) -> set[str]:
+    me = client.creds.me
+    if me is None:
+        return set()
+    users = {Jid.parse(me.id).user}
+    if me.lid:
+        users.add(Jid.parse(me.lid).user)
+    return users

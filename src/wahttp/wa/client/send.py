@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import ack_errors, e2e, messages, prekeys, tctoken, usync
+from wahttp.wa.client import ack_errors, e2e, messages, prekeys, reporting, tctoken, usync
 from wahttp.wa.client.events import MessageFailed
 from wahttp.wa.errors import WAError
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
@@ -157,6 +157,10 @@ async def send_message(
     content = [Node("participants", {}, participants)]
     if any_pkmsg:
         content.append(device_identity(client))
+    # A message with a message secret carries its reporting token (Baileys 7; not on resends).
+    report = reporting.for_send(message, message_id, str(chat))
+    if report is not None:
+        content.append(report)
     # A privacy token goes with 1:1 messages to someone else (never to our own devices: 479).
     tokens = await tctoken.for_send(client, chat) if tctoken.is_one_to_one(client, chat) else None
     if tokens is not None and tokens.token is not None:

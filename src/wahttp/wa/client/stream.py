@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
+from wahttp.wa.client import version
 from wahttp.wa.transport import CLOSED_BY_TRANSPORT
 
 if TYPE_CHECKING:
@@ -40,6 +41,13 @@ async def on_stream_error(client: Client, node: Node) -> None:
 async def on_failure(client: Client, node: Node) -> None:
     reason = node.attr("reason") or "500"
     code = int(reason) if reason.isdigit() else 500
+    if code == version.OUTDATED:
+        # The server no longer takes the version we announced: say which setting to change.
+        cfg = client.config
+        text = version.outdated_reason(cfg.version, cfg.version_auto)
+        client.log.error("login refused (405): %s", text)
+        await client.close(code, text)
+        return
     await client.close(code, f"login failure {code}")
 
 

@@ -305,3 +305,31 @@ def after_send(client: Client, chat: Jid, tokens: SendTokens, *, recovering: boo
             client.tc_issuing.discard(tokens.key)
 
     client.spawn(job(), "wa-tctoken")
+
+
+async def reissue_after_identity_change(client: Client, contact: Jid) -> bool:
+    """A contact's identity changed (a new phone): issue our token to it again, with the same
+    timestamp as before, if we had issued one that is not yet expired (Baileys 7
+    `reissueTcTokenAfterIdentityChange`, after WA Web's SendTcTokenWhenDeviceIdentityChange).
+    Runs in the background; True when an issue was started."""
+    if not is_regular_user(contact):
+        return False
+    key = await storage_key(client, contact)
+    entry = await load(client.store, key)
+    sender_ts = entry.sender_timestamp if entry is not None else None
+    if sender_ts is None or is_expired(sender_ts) or key in client.tc_issuing:
+        return False
+    client.tc_issuing.add(key)
+
+    async def job() -> None:
+        try:
+            target = await issuance_jid(client, contact)
+            result = await client.query(issue_query([target], sender_ts))
+            await store_tokens(client, result, key)
+        except Exception as exc:  # a failed re-issue costs nothing but the token
+            client.log.debug("privacy token not re-issued (%s)", type(exc).__name__)
+        finally:
+            client.tc_issuing.discard(key)
+
+    client.spawn(job(), "wa-tctoken-reissue")
+    return True

@@ -83,7 +83,7 @@ async def fetch_devices(client: Client, users: list[Jid]) -> dict[str, list[int]
         fetched: dict[str, list[int]] = {}
         for entry in parse_usync(result):
             fetched[entry.user.user] = entry.devices
-            _remember(client, entry.user.user, now, entry.devices)
+            remember(client, entry.user.user, now, entry.devices)
             if entry.lid:
                 lid = Jid.parse(entry.lid)
                 if lid.server == LID:
@@ -93,7 +93,7 @@ async def fetch_devices(client: Client, users: list[Jid]) -> dict[str, list[int]
     return fresh
 
 
-def _remember(client: Client, user: str, at: float, devices: list[int]) -> None:
+def remember(client: Client, user: str, at: float, devices: list[int]) -> None:
     cache = client.device_cache
     cache.pop(user, None)
     cache[user] = (at, devices)
