@@ -40,7 +40,8 @@ async def test_links_by_qr_then_logs_in_from_saved_creds(
     creds = await store.load_creds()
     assert creds is not None and creds.me is not None and creds.me.id == jid
     assert creds.account is not None and creds.account.deviceSignature
-    assert store.count("pre-key") == 812
+    # 812 uploaded; the phone's app-state key share, sent right after linking, may use one.
+    assert store.count("pre-key") in (811, 812)
 
     # A new client over the same store logs in without any QR.
     client, events = client_for(sim, store)
@@ -50,9 +51,10 @@ async def test_links_by_qr_then_logs_in_from_saved_creds(
     assert not events.of(QRCode)
     phone = (await admin.get(f"/phones/{jid.split(':')[0]}")).json()
     assert phone["devices"][0]["connected"] is True
-    assert phone["devices"][0]["pre_keys"] == 812
-    # Pre-keys are not uploaded twice: the server still holds the first batch.
-    assert store.count("pre-key") == 812
+    # Pre-keys are not uploaded twice: the server still holds the first batch (less the one
+    # the phone's key share may have taken).
+    assert phone["devices"][0]["pre_keys"] in (811, 812)
+    assert store.count("pre-key") in (811, 812)
     await client.disconnect()
 
 

@@ -41,6 +41,10 @@ class EventEmitter(Protocol):
     ) -> None: ...
 
 
+# MessageReceived kinds that are protocol housekeeping rather than a message to announce.
+UNANNOUNCED_KINDS = frozenset({"protocol", "sender_key"})
+
+
 class ServiceEvents:
     """Records message status and turns events into webhook deliveries (outbox first)."""
 
@@ -60,7 +64,13 @@ class ServiceEvents:
 
     async def on_message(self, session_id: str, event: MessageReceived) -> None:
         """Record the message and queue its webhook in one transaction; a redelivered message
-        (after a crash before the receipt went out) is recognised and not announced twice."""
+        (after a crash before the receipt went out) is recognised and not announced twice.
+
+        Housekeeping between our own devices and the protocol (app-state key shares, history
+        sync notices, sender-key distributions) is the client's business, not a message for
+        the webhook: those kinds are not announced."""
+        if event.kind in UNANNOUNCED_KINDS:
+            return
         data = {
             "id": event.id,
             "chat": event.chat,
