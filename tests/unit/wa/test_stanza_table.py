@@ -395,6 +395,15 @@ CASES: dict[str, list[Probe]] = {
             "processed",
             sent("iq", id="p1", type="result"),
         ),
+        Probe(
+            Node(
+                "iq",
+                {"id": "q1", "from": "s.whatsapp.net", "type": "set", "xmlns": "md"},
+                [Node("pair-device", {}, [Node("ref", {}, b"ref-1")])],
+            ),
+            "processed",
+            spawned("wa-qr"),
+        ),
     ],
     "`<ib><dirty type timestamp>`": [
         Probe(
@@ -574,8 +583,8 @@ def test_the_doc_has_the_rows_this_test_knows() -> None:
 
 def _probes() -> list[Any]:
     return [
-        pytest.param(row, i, id=f"{(row.names() or ['other'])[0]}-{i}")
-        for row in ROWS
+        pytest.param(row, i, id=f"{n}-{(row.names() or ['other'])[0]}-{i}")
+        for n, row in enumerate(ROWS)
         for i in range(len(CASES.get(row.stanza, [])))
     ]
 
