@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
@@ -13,20 +14,31 @@ if TYPE_CHECKING:
 
 async def on_ib(client: Client, node: Node) -> None:
     for child in node.children():
-        if child.tag == "edge_routing":
-            routing = child.child("routing_info")
-            data = routing.content_bytes() if routing is not None else None
-            if data:
-                client.creds.routing_info = data
-                await client.save_creds()
-        elif child.tag == "offline_preview":
-            await client.send_node(Node("ib", {}, [Node("offline_batch", {"count": "100"})]))
-        elif child.tag == "dirty":
-            await _clean(client, child)
-        elif child.tag == "downgrade_webclient":
-            await client.close(411, "multi-device not enabled for this account")
-        elif child.tag == "offline":
-            client.log.debug("offline backlog delivered (%s)", child.attr("count"))
+        handler = HANDLERS.get(child.tag)
+        if handler is None:
+            client.log.debug("ib <%s> not handled", child.tag)
+        else:
+            await handler(client, child)
+
+
+async def _edge_routing(client: Client, child: Node) -> None:
+    routing = child.child("routing_info")
+    data = routing.content_bytes() if routing is not None else None
+    if data:
+        client.creds.routing_info = data
+        await client.save_creds()
+
+
+async def _offline_preview(client: Client, child: Node) -> None:
+    await client.send_node(Node("ib", {}, [Node("offline_batch", {"count": "100"})]))
+
+
+async def _downgrade_webclient(client: Client, child: Node) -> None:
+    await client.close(411, "multi-device not enabled for this account")
+
+
+async def _offline(client: Client, child: Node) -> None:
+    client.log.debug("offline backlog delivered (%s)", child.attr("count"))
 
 
 async def _clean(client: Client, dirty: Node) -> None:
@@ -60,3 +72,13 @@ def ack_for(node: Node) -> Node:
 
 async def ack_only(client: Client, node: Node) -> None:
     await client.send_node(ack_for(node))
+
+
+# <ib> child tag -> its handler (docs/stanzas.md lists each).
+HANDLERS: dict[str, Callable[[Client, Node], Awaitable[None]]] = {
+    "edge_routing": _edge_routing,
+    "offline_preview": _offline_preview,
+    "dirty": _clean,
+    "downgrade_webclient": _downgrade_webclient,
+    "offline": _offline,
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
@@ -21,28 +22,20 @@ async def forget_user_sessions(client: Client, user: Jid) -> None:
             await ss.forget_identity(await ss.address(Jid(user.user, user.server, device)))
 
 
-async def on_notification(client: Client, node: Node) -> None:
-    kind = node.attr("type")
-    if kind == "link_code_companion_reg":
-        await pair_code.on_primary_hello(client, node)
-        return
-    if kind == "privacy_token":
-        # A contact let us message them: keep its token for our next 1:1 send to it.
-        await tctoken.on_notification(client, node)
-    elif kind == "server_sync":
-        # App state changed elsewhere (the phone): fetch the named collections' patches.
-        await appstate.on_server_sync(client, node)
-    elif kind == "devices":
-        # A user's device list changed: fetch it again before the next send.
-        who = node.attr_jid("from")
-        if who is not None:
-            usync.invalidate(client, who.user)
-    elif kind == "encrypt" and node.child("count") is not None:
+async def _devices(client: Client, node: Node) -> None:
+    # A user's device list changed: fetch it again before the next send.
+    who = node.attr_jid("from")
+    if who is not None:
+        usync.invalidate(client, who.user)
+
+
+async def _encrypt(client: Client, node: Node) -> None:
+    count = node.child("count")
+    if count is not None:
         # The server is running out of our one-time pre-keys.
-        count = node.child("count")
-        if count is not None and count.attr_int("value", 0) < client.config.min_pre_keys:
+        if count.attr_int("value", 0) < client.config.min_pre_keys:
             client.spawn(prekeys.upload(client, 50), "wa-prekeys")
-    elif kind == "encrypt" and node.child("identity") is not None:
+    elif node.child("identity") is not None:
         # The contact's identity changed (new phone): its sessions are void.
         who = node.attr_jid("from")
         if who is not None and not who.device and who.user not in _own_users(client):
@@ -50,11 +43,39 @@ async def on_notification(client: Client, node: Node) -> None:
             await forget_user_sessions(client, who)
             if not node.attr("offline"):  # Baileys does not re-issue while the backlog replays
                 await tctoken.reissue_after_identity_change(client, who)
-    elif kind == "account_sync":
-        # Our account changed elsewhere: our device list, our picture, settings.
-        await account.on_account_sync(client, node)
-    elif kind == "picture":
-        await account.on_picture(client, node)
+
+
+Handler = Callable[["Client", Node], Awaitable[None]]
+
+# type -> the feature that owns it (docs/stanzas.md lists each; tests/unit/wa/test_stanza_table
+# keeps the two in step). Each is acked here once its handler returns.
+HANDLERS: dict[str, Handler] = {
+    # A contact let us message them: keep its token for our next 1:1 send to it.
+    "privacy_token": tctoken.on_notification,
+    # App state changed elsewhere (the phone): fetch the named collections' patches.
+    "server_sync": appstate.on_server_sync,
+    "devices": _devices,
+    "encrypt": _encrypt,
+    # Our account changed elsewhere: our device list, our picture, settings.
+    "account_sync": account.on_account_sync,
+    "picture": account.on_picture,
+}
+# Handlers that send the ack themselves (whatever happens).
+SELF_ACKED: dict[str, Handler] = {"link_code_companion_reg": pair_code.on_primary_hello}
+# Types we know and only ack, for now (docs/stanzas.md says why); others are also logged.
+ACKED_ONLY = frozenset({"w:gp2", "mediaretry", "mex", "business", "newsletter", "status"})
+
+
+async def on_notification(client: Client, node: Node) -> None:
+    kind = node.attr("type") or ""
+    if kind in SELF_ACKED:
+        await SELF_ACKED[kind](client, node)
+        return
+    handler = HANDLERS.get(kind)
+    if handler is not None:
+        await handler(client, node)
+    elif kind not in ACKED_ONLY:
+        client.log.debug("notification type %r not handled", kind)
     await client.send_node(ack_for(node))
 
 
