@@ -6,6 +6,9 @@
 //   {"cmd": "send", "to": "<jid>", "text": "...", "ref": "..."}  -> {"event": "sent", "ref", "id"}
 //   {"cmd": "read", "key": {remoteJid, id, fromMe, participant?}}  send a read receipt
 //   {"cmd": "reject-call", "id": "<call id>", "from": "<caller jid>"}  -> {"event": "call-rejected"}
+// App state as Baileys reports it: {"event": "contacts", "kind": "upsert"|"update", "contacts"},
+// {"event": "chats", "kind": "upsert"|"update", "chats"}, {"event": "app-state-key", "keyId"},
+// {"event": "history-status", "syncType", "status"}, {"event": "account-synced", "counter"}.
 import { parseArgs } from 'node:util'
 import readline from 'node:readline'
 import {
@@ -84,10 +87,18 @@ async function start () {
   })
   sock = current
   setState('connecting')
-  current.ev.on('creds.update', async () => {
+  current.ev.on('creds.update', async (update) => {
     await saveCreds()
     emit({ event: 'creds' })
+    if (update.myAppStateKeyId) emit({ event: 'app-state-key', keyId: update.myAppStateKeyId })
+    if (update.accountSyncCounter) emit({ event: 'account-synced', counter: update.accountSyncCounter })
   })
+  current.ev.on('messaging-history.status', ({ syncType, status }) => emit({ event: 'history-status', syncType, status }))
+  const plain = (items) => JSON.parse(JSON.stringify(items, (k, v) => (k === 'conditional' ? undefined : v)))
+  current.ev.on('contacts.upsert', (contacts) => emit({ event: 'contacts', kind: 'upsert', contacts: plain(contacts) }))
+  current.ev.on('contacts.update', (contacts) => emit({ event: 'contacts', kind: 'update', contacts: plain(contacts) }))
+  current.ev.on('chats.upsert', (chats) => emit({ event: 'chats', kind: 'upsert', chats: plain(chats) }))
+  current.ev.on('chats.update', (chats) => emit({ event: 'chats', kind: 'update', chats: plain(chats) }))
   current.ev.on('messages.upsert', ({ messages, type }) => {
     for (const m of messages) {
       const text = m.message?.conversation ?? m.message?.extendedTextMessage?.text ?? null

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from wahttp.wa.appstate import COLLECTIONS, CollectionState, NewMutation, encode
 from wahttp.wa.binary import Node
 from wahttp.wa.jid import S_WHATSAPP_NET
 from wahttp.wa.proto import appstate_pb2 as pb
-from wahttp.wa.proto.message_pb2 import Message
+from wahttp.wa.proto.message_pb2 import HistorySync, Message
 
 if TYPE_CHECKING:
     from wahttp.sim.connection import ServerConnection
@@ -73,6 +74,22 @@ class PhoneAppState:
         coll.patches.append(patch.SerializeToString())
         coll.state = state
         return state.version
+
+    @staticmethod
+    def initial_bootstrap() -> Message:
+        """The history sync the phone sends a new companion after the key share: the initial
+        bootstrap, inline (zlib-deflated) and empty, as the simulator keeps no chat history.
+        Baileys waits for it (20 s, events buffered) before its first full app-state sync."""
+        history = HistorySync(syncType=Message.INITIAL_BOOTSTRAP, chunkOrder=0, progress=100)
+        message = Message()
+        proto = message.protocolMessage
+        proto.type = Message.ProtocolMessage.HISTORY_SYNC_NOTIFICATION
+        note = proto.historySyncNotification
+        note.syncType = Message.INITIAL_BOOTSTRAP
+        note.chunkOrder = 0
+        note.progress = 100
+        note.initialHistBootstrapInlinePayload = zlib.compress(history.SerializeToString())
+        return message
 
     def answer(self, name: str, version: int) -> Node:
         coll = self.collections.get(name)
@@ -164,13 +181,15 @@ async def apply_changes(
 
 
 async def share_keys(router: Router, account: Account, device_id: int) -> None:
-    """The phone sends its app-state sync key to a companion (once per device)."""
+    """The phone sends its app-state sync key to a companion (once per device), then the
+    initial history sync notification."""
     app = account.app_state
     if device_id in app.shared_with or device_id not in account.devices:
         return
     app.shared_with.add(device_id)
     try:
         await account.phone_peer.send_to_own_device(router, device_id, app.key_share())
+        await account.phone_peer.send_to_own_device(router, device_id, app.initial_bootstrap())
     except Exception:
         app.shared_with.discard(device_id)
         log.exception("could not share app-state keys with device %d", device_id)

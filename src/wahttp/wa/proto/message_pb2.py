@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmessage.proto\x12\x02wa\"P\n\nMessageKey\x12\x11\n\tremoteJid\x18\x01 \x01(\t\x12\x0e\n\x06\x66romMe\x18\x02 \x01(\x08\x12\n\n\x02id\x18\x03 \x01(\t\x12\x13\n\x0bparticipant\x18\x04 \x01(\t\"+\n\x12MessageContextInfo\x12\x15\n\rmessageSecret\x18\x03 \x01(\x0c\"\xe8\r\n\x07Message\x12\x14\n\x0c\x63onversation\x18\x01 \x01(\t\x12N\n\x1csenderKeyDistributionMessage\x18\x02 \x01(\x0b\x32(.wa.Message.SenderKeyDistributionMessage\x12<\n\x13\x65xtendedTextMessage\x18\x06 \x01(\x0b\x32\x1f.wa.Message.ExtendedTextMessage\x12\x34\n\x0fprotocolMessage\x18\x0c \x01(\x0b\x32\x1b.wa.Message.ProtocolMessage\x12\x38\n\x11\x64\x65viceSentMessage\x18\x1f \x01(\x0b\x32\x1d.wa.Message.DeviceSentMessage\x12\x32\n\x12messageContextInfo\x18# \x01(\x0b\x32\x16.wa.MessageContextInfo\x12\x34\n\x0freactionMessage\x18. \x01(\x0b\x32\x1b.wa.Message.ReactionMessage\x1a#\n\x13\x45xtendedTextMessage\x12\x0c\n\x04text\x18\x01 \x01(\t\x1a\\\n\x1cSenderKeyDistributionMessage\x12\x0f\n\x07groupId\x18\x01 \x01(\t\x12+\n#axolotlSenderKeyDistributionMessage\x18\x02 \x01(\x0c\x1aX\n\x11\x44\x65viceSentMessage\x12\x16\n\x0e\x64\x65stinationJid\x18\x01 \x01(\t\x12\x1c\n\x07message\x18\x02 \x01(\x0b\x32\x0b.wa.Message\x12\r\n\x05phash\x18\x03 \x01(\t\x1a\xaf\x04\n\x0fProtocolMessage\x12\x1b\n\x03key\x18\x01 \x01(\x0b\x32\x0e.wa.MessageKey\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .wa.Message.ProtocolMessage.Type\x12>\n\x14\x61ppStateSyncKeyShare\x18\x07 \x01(\x0b\x32 .wa.Message.AppStateSyncKeyShare\x12\x42\n\x16\x61ppStateSyncKeyRequest\x18\x08 \x01(\x0b\x32\".wa.Message.AppStateSyncKeyRequest\"\xca\x02\n\x04Type\x12\n\n\x06REVOKE\x10\x00\x12\x15\n\x11\x45PHEMERAL_SETTING\x10\x03\x12\x1b\n\x17\x45PHEMERAL_SYNC_RESPONSE\x10\x04\x12\x1d\n\x19HISTORY_SYNC_NOTIFICATION\x10\x05\x12\x1c\n\x18\x41PP_STATE_SYNC_KEY_SHARE\x10\x06\x12\x1e\n\x1a\x41PP_STATE_SYNC_KEY_REQUEST\x10\x07\x12\x1f\n\x1bMSG_FANOUT_BACKFILL_REQUEST\x10\x08\x12.\n*INITIAL_SECURITY_NOTIFICATION_SETTING_SYNC\x10\t\x12*\n&APP_STATE_FATAL_EXCEPTION_NOTIFICATION\x10\n\x12\x16\n\x12SHARE_PHONE_NUMBER\x10\x0b\x12\x10\n\x0cMESSAGE_EDIT\x10\x0e\x1a\"\n\x11\x41ppStateSyncKeyId\x12\r\n\x05keyId\x18\x01 \x01(\x0c\x1a\\\n\x1a\x41ppStateSyncKeyFingerprint\x12\r\n\x05rawId\x18\x01 \x01(\r\x12\x14\n\x0c\x63urrentIndex\x18\x02 \x01(\r\x12\x19\n\rdeviceIndexes\x18\x03 \x03(\rB\x02\x10\x01\x1av\n\x13\x41ppStateSyncKeyData\x12\x0f\n\x07keyData\x18\x01 \x01(\x0c\x12;\n\x0b\x66ingerprint\x18\x02 \x01(\x0b\x32&.wa.Message.AppStateSyncKeyFingerprint\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\x1aq\n\x0f\x41ppStateSyncKey\x12,\n\x05keyId\x18\x01 \x01(\x0b\x32\x1d.wa.Message.AppStateSyncKeyId\x12\x30\n\x07keyData\x18\x02 \x01(\x0b\x32\x1f.wa.Message.AppStateSyncKeyData\x1a\x41\n\x14\x41ppStateSyncKeyShare\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.wa.Message.AppStateSyncKey\x1aG\n\x16\x41ppStateSyncKeyRequest\x12-\n\x06keyIds\x18\x01 \x03(\x0b\x32\x1d.wa.Message.AppStateSyncKeyId\x1aW\n\x0fReactionMessage\x12\x1b\n\x03key\x18\x01 \x01(\x0b\x32\x0e.wa.MessageKey\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x19\n\x11senderTimestampMs\x18\x04 \x01(\x03')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmessage.proto\x12\x02wa\"P\n\nMessageKey\x12\x11\n\tremoteJid\x18\x01 \x01(\t\x12\x0e\n\x06\x66romMe\x18\x02 \x01(\x08\x12\n\n\x02id\x18\x03 \x01(\t\x12\x13\n\x0bparticipant\x18\x04 \x01(\t\"+\n\x12MessageContextInfo\x12\x15\n\rmessageSecret\x18\x03 \x01(\x0c\"\xd7\x10\n\x07Message\x12\x14\n\x0c\x63onversation\x18\x01 \x01(\t\x12N\n\x1csenderKeyDistributionMessage\x18\x02 \x01(\x0b\x32(.wa.Message.SenderKeyDistributionMessage\x12<\n\x13\x65xtendedTextMessage\x18\x06 \x01(\x0b\x32\x1f.wa.Message.ExtendedTextMessage\x12\x34\n\x0fprotocolMessage\x18\x0c \x01(\x0b\x32\x1b.wa.Message.ProtocolMessage\x12\x38\n\x11\x64\x65viceSentMessage\x18\x1f \x01(\x0b\x32\x1d.wa.Message.DeviceSentMessage\x12\x32\n\x12messageContextInfo\x18# \x01(\x0b\x32\x16.wa.MessageContextInfo\x12\x34\n\x0freactionMessage\x18. \x01(\x0b\x32\x1b.wa.Message.ReactionMessage\x1a#\n\x13\x45xtendedTextMessage\x12\x0c\n\x04text\x18\x01 \x01(\t\x1a\\\n\x1cSenderKeyDistributionMessage\x12\x0f\n\x07groupId\x18\x01 \x01(\t\x12+\n#axolotlSenderKeyDistributionMessage\x18\x02 \x01(\x0c\x1aX\n\x11\x44\x65viceSentMessage\x12\x16\n\x0e\x64\x65stinationJid\x18\x01 \x01(\t\x12\x1c\n\x07message\x18\x02 \x01(\x0b\x32\x0b.wa.Message\x12\r\n\x05phash\x18\x03 \x01(\t\x1a\xf5\x04\n\x0fProtocolMessage\x12\x1b\n\x03key\x18\x01 \x01(\x0b\x32\x0e.wa.MessageKey\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .wa.Message.ProtocolMessage.Type\x12\x44\n\x17historySyncNotification\x18\x06 \x01(\x0b\x32#.wa.Message.HistorySyncNotification\x12>\n\x14\x61ppStateSyncKeyShare\x18\x07 \x01(\x0b\x32 .wa.Message.AppStateSyncKeyShare\x12\x42\n\x16\x61ppStateSyncKeyRequest\x18\x08 \x01(\x0b\x32\".wa.Message.AppStateSyncKeyRequest\"\xca\x02\n\x04Type\x12\n\n\x06REVOKE\x10\x00\x12\x15\n\x11\x45PHEMERAL_SETTING\x10\x03\x12\x1b\n\x17\x45PHEMERAL_SYNC_RESPONSE\x10\x04\x12\x1d\n\x19HISTORY_SYNC_NOTIFICATION\x10\x05\x12\x1c\n\x18\x41PP_STATE_SYNC_KEY_SHARE\x10\x06\x12\x1e\n\x1a\x41PP_STATE_SYNC_KEY_REQUEST\x10\x07\x12\x1f\n\x1bMSG_FANOUT_BACKFILL_REQUEST\x10\x08\x12.\n*INITIAL_SECURITY_NOTIFICATION_SETTING_SYNC\x10\t\x12*\n&APP_STATE_FATAL_EXCEPTION_NOTIFICATION\x10\n\x12\x16\n\x12SHARE_PHONE_NUMBER\x10\x0b\x12\x10\n\x0cMESSAGE_EDIT\x10\x0e\x1a\x99\x01\n\x17HistorySyncNotification\x12-\n\x08syncType\x18\x06 \x01(\x0e\x32\x1b.wa.Message.HistorySyncType\x12\x12\n\nchunkOrder\x18\x07 \x01(\r\x12\x10\n\x08progress\x18\t \x01(\r\x12)\n!initialHistBootstrapInlinePayload\x18\x0b \x01(\x0c\x1a\"\n\x11\x41ppStateSyncKeyId\x12\r\n\x05keyId\x18\x01 \x01(\x0c\x1a\\\n\x1a\x41ppStateSyncKeyFingerprint\x12\r\n\x05rawId\x18\x01 \x01(\r\x12\x14\n\x0c\x63urrentIndex\x18\x02 \x01(\r\x12\x19\n\rdeviceIndexes\x18\x03 \x03(\rB\x02\x10\x01\x1av\n\x13\x41ppStateSyncKeyData\x12\x0f\n\x07keyData\x18\x01 \x01(\x0c\x12;\n\x0b\x66ingerprint\x18\x02 \x01(\x0b\x32&.wa.Message.AppStateSyncKeyFingerprint\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\x1aq\n\x0f\x41ppStateSyncKey\x12,\n\x05keyId\x18\x01 \x01(\x0b\x32\x1d.wa.Message.AppStateSyncKeyId\x12\x30\n\x07keyData\x18\x02 \x01(\x0b\x32\x1f.wa.Message.AppStateSyncKeyData\x1a\x41\n\x14\x41ppStateSyncKeyShare\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.wa.Message.AppStateSyncKey\x1aG\n\x16\x41ppStateSyncKeyRequest\x12-\n\x06keyIds\x18\x01 \x03(\x0b\x32\x1d.wa.Message.AppStateSyncKeyId\x1aW\n\x0fReactionMessage\x12\x1b\n\x03key\x18\x01 \x01(\x0b\x32\x0e.wa.MessageKey\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x19\n\x11senderTimestampMs\x18\x04 \x01(\x03\"\x8a\x01\n\x0fHistorySyncType\x12\x15\n\x11INITIAL_BOOTSTRAP\x10\x00\x12\x15\n\x11INITIAL_STATUS_V3\x10\x01\x12\x08\n\x04\x46ULL\x10\x02\x12\n\n\x06RECENT\x10\x03\x12\r\n\tPUSH_NAME\x10\x04\x12\x15\n\x11NON_BLOCKING_DATA\x10\x05\x12\r\n\tON_DEMAND\x10\x06\"b\n\x0bHistorySync\x12-\n\x08syncType\x18\x01 \x01(\x0e\x32\x1b.wa.Message.HistorySyncType\x12\x12\n\nchunkOrder\x18\x05 \x01(\r\x12\x10\n\x08progress\x18\x06 \x01(\r')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGECONTEXTINFO']._serialized_start=103
   _globals['_MESSAGECONTEXTINFO']._serialized_end=146
   _globals['_MESSAGE']._serialized_start=149
-  _globals['_MESSAGE']._serialized_end=1917
+  _globals['_MESSAGE']._serialized_end=2284
   _globals['_MESSAGE_EXTENDEDTEXTMESSAGE']._serialized_start=542
   _globals['_MESSAGE_EXTENDEDTEXTMESSAGE']._serialized_end=577
   _globals['_MESSAGE_SENDERKEYDISTRIBUTIONMESSAGE']._serialized_start=579
@@ -46,21 +46,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE_DEVICESENTMESSAGE']._serialized_start=673
   _globals['_MESSAGE_DEVICESENTMESSAGE']._serialized_end=761
   _globals['_MESSAGE_PROTOCOLMESSAGE']._serialized_start=764
-  _globals['_MESSAGE_PROTOCOLMESSAGE']._serialized_end=1323
-  _globals['_MESSAGE_PROTOCOLMESSAGE_TYPE']._serialized_start=993
-  _globals['_MESSAGE_PROTOCOLMESSAGE_TYPE']._serialized_end=1323
-  _globals['_MESSAGE_APPSTATESYNCKEYID']._serialized_start=1325
-  _globals['_MESSAGE_APPSTATESYNCKEYID']._serialized_end=1359
-  _globals['_MESSAGE_APPSTATESYNCKEYFINGERPRINT']._serialized_start=1361
-  _globals['_MESSAGE_APPSTATESYNCKEYFINGERPRINT']._serialized_end=1453
-  _globals['_MESSAGE_APPSTATESYNCKEYDATA']._serialized_start=1455
-  _globals['_MESSAGE_APPSTATESYNCKEYDATA']._serialized_end=1573
-  _globals['_MESSAGE_APPSTATESYNCKEY']._serialized_start=1575
-  _globals['_MESSAGE_APPSTATESYNCKEY']._serialized_end=1688
-  _globals['_MESSAGE_APPSTATESYNCKEYSHARE']._serialized_start=1690
-  _globals['_MESSAGE_APPSTATESYNCKEYSHARE']._serialized_end=1755
-  _globals['_MESSAGE_APPSTATESYNCKEYREQUEST']._serialized_start=1757
-  _globals['_MESSAGE_APPSTATESYNCKEYREQUEST']._serialized_end=1828
-  _globals['_MESSAGE_REACTIONMESSAGE']._serialized_start=1830
-  _globals['_MESSAGE_REACTIONMESSAGE']._serialized_end=1917
+  _globals['_MESSAGE_PROTOCOLMESSAGE']._serialized_end=1393
+  _globals['_MESSAGE_PROTOCOLMESSAGE_TYPE']._serialized_start=1063
+  _globals['_MESSAGE_PROTOCOLMESSAGE_TYPE']._serialized_end=1393
+  _globals['_MESSAGE_HISTORYSYNCNOTIFICATION']._serialized_start=1396
+  _globals['_MESSAGE_HISTORYSYNCNOTIFICATION']._serialized_end=1549
+  _globals['_MESSAGE_APPSTATESYNCKEYID']._serialized_start=1551
+  _globals['_MESSAGE_APPSTATESYNCKEYID']._serialized_end=1585
+  _globals['_MESSAGE_APPSTATESYNCKEYFINGERPRINT']._serialized_start=1587
+  _globals['_MESSAGE_APPSTATESYNCKEYFINGERPRINT']._serialized_end=1679
+  _globals['_MESSAGE_APPSTATESYNCKEYDATA']._serialized_start=1681
+  _globals['_MESSAGE_APPSTATESYNCKEYDATA']._serialized_end=1799
+  _globals['_MESSAGE_APPSTATESYNCKEY']._serialized_start=1801
+  _globals['_MESSAGE_APPSTATESYNCKEY']._serialized_end=1914
+  _globals['_MESSAGE_APPSTATESYNCKEYSHARE']._serialized_start=1916
+  _globals['_MESSAGE_APPSTATESYNCKEYSHARE']._serialized_end=1981
+  _globals['_MESSAGE_APPSTATESYNCKEYREQUEST']._serialized_start=1983
+  _globals['_MESSAGE_APPSTATESYNCKEYREQUEST']._serialized_end=2054
+  _globals['_MESSAGE_REACTIONMESSAGE']._serialized_start=2056
+  _globals['_MESSAGE_REACTIONMESSAGE']._serialized_end=2143
+  _globals['_MESSAGE_HISTORYSYNCTYPE']._serialized_start=2146
+  _globals['_MESSAGE_HISTORYSYNCTYPE']._serialized_end=2284
+  _globals['_HISTORYSYNC']._serialized_start=2286
+  _globals['_HISTORYSYNC']._serialized_end=2384
 # @@protoc_insertion_point(module_scope)

@@ -27,6 +27,22 @@ class MessageContextInfo(_message.Message):
 
 class Message(_message.Message):
     __slots__ = ("conversation", "senderKeyDistributionMessage", "extendedTextMessage", "protocolMessage", "deviceSentMessage", "messageContextInfo", "reactionMessage")
+    class HistorySyncType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        INITIAL_BOOTSTRAP: _ClassVar[Message.HistorySyncType]
+        INITIAL_STATUS_V3: _ClassVar[Message.HistorySyncType]
+        FULL: _ClassVar[Message.HistorySyncType]
+        RECENT: _ClassVar[Message.HistorySyncType]
+        PUSH_NAME: _ClassVar[Message.HistorySyncType]
+        NON_BLOCKING_DATA: _ClassVar[Message.HistorySyncType]
+        ON_DEMAND: _ClassVar[Message.HistorySyncType]
+    INITIAL_BOOTSTRAP: Message.HistorySyncType
+    INITIAL_STATUS_V3: Message.HistorySyncType
+    FULL: Message.HistorySyncType
+    RECENT: Message.HistorySyncType
+    PUSH_NAME: Message.HistorySyncType
+    NON_BLOCKING_DATA: Message.HistorySyncType
+    ON_DEMAND: Message.HistorySyncType
     class ExtendedTextMessage(_message.Message):
         __slots__ = ("text",)
         TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -49,7 +65,7 @@ class Message(_message.Message):
         phash: str
         def __init__(self, destinationJid: _Optional[str] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., phash: _Optional[str] = ...) -> None: ...
     class ProtocolMessage(_message.Message):
-        __slots__ = ("key", "type", "appStateSyncKeyShare", "appStateSyncKeyRequest")
+        __slots__ = ("key", "type", "historySyncNotification", "appStateSyncKeyShare", "appStateSyncKeyRequest")
         class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
             __slots__ = ()
             REVOKE: _ClassVar[Message.ProtocolMessage.Type]
@@ -76,13 +92,26 @@ class Message(_message.Message):
         MESSAGE_EDIT: Message.ProtocolMessage.Type
         KEY_FIELD_NUMBER: _ClassVar[int]
         TYPE_FIELD_NUMBER: _ClassVar[int]
+        HISTORYSYNCNOTIFICATION_FIELD_NUMBER: _ClassVar[int]
         APPSTATESYNCKEYSHARE_FIELD_NUMBER: _ClassVar[int]
         APPSTATESYNCKEYREQUEST_FIELD_NUMBER: _ClassVar[int]
         key: MessageKey
         type: Message.ProtocolMessage.Type
+        historySyncNotification: Message.HistorySyncNotification
         appStateSyncKeyShare: Message.AppStateSyncKeyShare
         appStateSyncKeyRequest: Message.AppStateSyncKeyRequest
-        def __init__(self, key: _Optional[_Union[MessageKey, _Mapping]] = ..., type: _Optional[_Union[Message.ProtocolMessage.Type, str]] = ..., appStateSyncKeyShare: _Optional[_Union[Message.AppStateSyncKeyShare, _Mapping]] = ..., appStateSyncKeyRequest: _Optional[_Union[Message.AppStateSyncKeyRequest, _Mapping]] = ...) -> None: ...
+        def __init__(self, key: _Optional[_Union[MessageKey, _Mapping]] = ..., type: _Optional[_Union[Message.ProtocolMessage.Type, str]] = ..., historySyncNotification: _Optional[_Union[Message.HistorySyncNotification, _Mapping]] = ..., appStateSyncKeyShare: _Optional[_Union[Message.AppStateSyncKeyShare, _Mapping]] = ..., appStateSyncKeyRequest: _Optional[_Union[Message.AppStateSyncKeyRequest, _Mapping]] = ...) -> None: ...
+    class HistorySyncNotification(_message.Message):
+        __slots__ = ("syncType", "chunkOrder", "progress", "initialHistBootstrapInlinePayload")
+        SYNCTYPE_FIELD_NUMBER: _ClassVar[int]
+        CHUNKORDER_FIELD_NUMBER: _ClassVar[int]
+        PROGRESS_FIELD_NUMBER: _ClassVar[int]
+        INITIALHISTBOOTSTRAPINLINEPAYLOAD_FIELD_NUMBER: _ClassVar[int]
+        syncType: Message.HistorySyncType
+        chunkOrder: int
+        progress: int
+        initialHistBootstrapInlinePayload: bytes
+        def __init__(self, syncType: _Optional[_Union[Message.HistorySyncType, str]] = ..., chunkOrder: _Optional[int] = ..., progress: _Optional[int] = ..., initialHistBootstrapInlinePayload: _Optional[bytes] = ...) -> None: ...
     class AppStateSyncKeyId(_message.Message):
         __slots__ = ("keyId",)
         KEYID_FIELD_NUMBER: _ClassVar[int]
@@ -147,3 +176,13 @@ class Message(_message.Message):
     messageContextInfo: MessageContextInfo
     reactionMessage: Message.ReactionMessage
     def __init__(self, conversation: _Optional[str] = ..., senderKeyDistributionMessage: _Optional[_Union[Message.SenderKeyDistributionMessage, _Mapping]] = ..., extendedTextMessage: _Optional[_Union[Message.ExtendedTextMessage, _Mapping]] = ..., protocolMessage: _Optional[_Union[Message.ProtocolMessage, _Mapping]] = ..., deviceSentMessage: _Optional[_Union[Message.DeviceSentMessage, _Mapping]] = ..., messageContextInfo: _Optional[_Union[MessageContextInfo, _Mapping]] = ..., reactionMessage: _Optional[_Union[Message.ReactionMessage, _Mapping]] = ...) -> None: ...
+
+class HistorySync(_message.Message):
+    __slots__ = ("syncType", "chunkOrder", "progress")
+    SYNCTYPE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKORDER_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    syncType: Message.HistorySyncType
+    chunkOrder: int
+    progress: int
+    def __init__(self, syncType: _Optional[_Union[Message.HistorySyncType, str]] = ..., chunkOrder: _Optional[int] = ..., progress: _Optional[int] = ...) -> None: ...
