@@ -41,13 +41,7 @@ process.stdin.on('end', async () => {
 """
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+_varint = reporting.encode_varint
 
 
 def _field(number: int, value: bytes | int) -> bytes:

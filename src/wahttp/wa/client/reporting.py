@@ -106,7 +106,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     raise ValueError("bad varint")
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -142,7 +142,7 @@ def prune(data: bytes, spec: dict[int, Spec]) -> bytes:
             if wanted is not None and (wanted.message or wanted.children is not None):
                 sub = prune(data[value_start:end], wanted.children or {})
                 if sub:
-                    kept.append((number, _encode_varint(tag) + _encode_varint(len(sub)) + sub))
+                    kept.append((number, encode_varint(tag) + encode_varint(len(sub)) + sub))
                 i = end
                 continue
         else:
