@@ -24,6 +24,27 @@ def free_port() -> int:
         return port
 
 
+def serve_env(
+    ws_url: str, root_key_b64: str, dsn: str, api_key: str, folder: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a `wahttp serve` worker on loopback with its own port and folders
+    under `folder`, against a simulator; `extra` adds or overrides settings."""
+    return {
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "DATABASE_URL": dsn,
+        "WAHTTP_API_KEY": api_key,
+        "WAHTTP_DATA_DIR": str(folder / "data"),
+        "WAHTTP_AUTH_DIR": str(folder / "auth"),
+        "WAHTTP_WA_URL": ws_url,
+        "WAHTTP_WA_ROOT_KEY": root_key_b64,
+        "WAHTTP_RECONNECT_BASE": "0.2",
+        "WAHTTP_LEASE_INTERVAL": "1",
+        "WAHTTP_SEND_RATE": "0",
+        **extra,
+    }
+
+
 @asynccontextmanager
 async def fresh_schema_dsn(dsn: str, prefix: str) -> AsyncIterator[str]:
     """A DSN whose search_path is a new schema, dropped afterwards."""

@@ -22,7 +22,8 @@ import httpx
 import pytest
 from hooktools import Receiver
 from privatepg import PrivatePostgres, private_postgres
-from processtools import ServeProcess, free_port
+from processtools import ServeProcess
+from processtools import serve_env as worker_env
 from simtools import new_phone
 
 from wahttp.server.cluster import Cluster
@@ -42,24 +43,14 @@ async def pg() -> AsyncIterator[PrivatePostgres]:
 
 
 def serve_env(sim: SimHandle, dsn: str, tmp: Path, name: str, **extra: str) -> dict[str, str]:
-    return {
-        "HOST": "127.0.0.1",
-        "PORT": str(free_port()),
-        "DATABASE_URL": dsn,
-        "WAHTTP_API_KEY": API_KEY,
-        "WAHTTP_DATA_DIR": str(tmp / f"data-{name}"),
-        "WAHTTP_AUTH_DIR": str(tmp / f"auth-{name}"),
-        "WAHTTP_WA_URL": sim.ws_url,
-        "WAHTTP_WA_ROOT_KEY": sim.root_key_b64,
-        "WAHTTP_RECONNECT_BASE": "0.2",
+    settings = {
         "WAHTTP_RECONNECT_MAX": "1",
         "WAHTTP_LEASE_TTL": "4",
-        "WAHTTP_LEASE_INTERVAL": "1",
         "WAHTTP_DB_TIMEOUT": "2",
-        "WAHTTP_SEND_RATE": "0",
         "WAHTTP_SHUTDOWN_TIMEOUT": "5",
         **extra,
     }
+    return worker_env(sim.ws_url, sim.root_key_b64, dsn, API_KEY, tmp / name, **settings)
 
 
 async def link(admin: httpx.AsyncClient, via: ServeProcess, session_id: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hooktools import Receiver
-from processtools import ServeProcess, free_port, fresh_schema_dsn
+from processtools import ServeProcess, fresh_schema_dsn, serve_env
 from simtools import new_phone
 
 from wahttp.sim.runner import SimHandle
@@ -49,24 +49,18 @@ async def test_three_workers_one_database_survive_a_sigkill(
     await receiver.up()
     workers = []
     for i in range(3):
-        env = {
-            "HOST": "127.0.0.1",
-            "PORT": str(free_port()),
-            "DATABASE_URL": workers_db,
-            "WAHTTP_API_KEY": API_KEY,
-            "WAHTTP_DATA_DIR": str(tmp_path / f"data{i}"),
-            "WAHTTP_AUTH_DIR": str(tmp_path / f"auth{i}"),
-            "WAHTTP_WA_URL": sim.ws_url,
-            "WAHTTP_WA_ROOT_KEY": sim.root_key_b64,
-            "WAHTTP_RECONNECT_BASE": "0.2",
-            "WAHTTP_RECONNECT_MAX": "2",
-            "WAHTTP_LEASE_TTL": "10",
-            "WAHTTP_LEASE_INTERVAL": "1",
-            "WAHTTP_SEND_RATE": "0",
-            "WAHTTP_WEBHOOK_URL": receiver.url,
-            "WAHTTP_WEBHOOK_SECRET": "workers-webhook-secret-0123",
-            "WAHTTP_WEBHOOK_BACKOFF_BASE": "0.2",
-        }
+        env = serve_env(
+            sim.ws_url,
+            sim.root_key_b64,
+            workers_db,
+            API_KEY,
+            tmp_path / f"w{i}",
+            WAHTTP_RECONNECT_MAX="2",
+            WAHTTP_LEASE_TTL="10",
+            WAHTTP_WEBHOOK_URL=receiver.url,
+            WAHTTP_WEBHOOK_SECRET="workers-webhook-secret-0123",
+            WAHTTP_WEBHOOK_BACKOFF_BASE="0.2",
+        )
         workers.append(ServeProcess(env, tmp_path / f"worker{i}.log", API_KEY))
     try:
         await asyncio.gather(*(w.start() for w in workers))
