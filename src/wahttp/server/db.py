@@ -112,6 +112,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,  # 57P01: pg_ctl stop -m fast ended our connection
     asyncpg.CrashShutdownError,  # 57P02
     asyncpg.InterfaceError,  # the connection was closed under us
+    # A connection the server ended mid-operation can be left in a state asyncpg refuses to
+    # leave ("cannot switch to state 12; another operation is in progress"), seen when a
+    # status webhook was being queued at the moment PostgreSQL stopped.
+    asyncpg.InternalClientError,
 )
 
 
