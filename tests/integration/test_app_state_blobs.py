@@ -57,7 +57,7 @@ async def _link_to(sim: SimHandle, admin: httpx.AsyncClient, number: str) -> Lin
     return Linked(client, events, store, number, str(device["jid"]))
 
 
-_runners: list[asyncio.Task[None]] = []
+_runners: list[asyncio.Task[tuple[int, str]]] = []
 
 
 @pytest.fixture(autouse=True)
