@@ -50,9 +50,9 @@ class MediaStore:
     """Blobs by direct path (without its query), the host clients reach, and GET faults."""
 
     host: str = ""  # host:port of the HTTP server serving the routes (set by the runner)
-    auth: str = field(default_factory=lambda: _b64url(secrets.token_bytes(24)))
+    auth: str = field(default_factory=lambda: _b64url(secrets.token_bytes(24)), repr=False)
     ttl: int = MEDIA_CONN_TTL
-    blobs: dict[str, bytes] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict, repr=False)
     failures: list[int] = field(default_factory=list)  # statuses the next GETs answer
     served: int = 0
     refused: int = 0

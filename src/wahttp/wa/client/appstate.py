@@ -172,6 +172,7 @@ async def _download_blob(client: Client, name: str, ref: pb.ExternalBlobReferenc
         )
     except (MediaError, WAError, TimeoutError) as exc:
         client.log.warning("app-state %s: blob download failed: %s", name, exc)
+        media_conn.forget(client)
         _retry_later(client, name)
         return None
 

@@ -114,3 +114,10 @@ async def current(client: Client, force: bool = False) -> MediaConn:
     if cache is None:
         cache = _caches[client] = MediaConnCache()
     return await cache.get(client, force)
+
+
+def forget(client: Client) -> None:
+    """Drop the cached answer (after every host failed): the next use asks the server again."""
+    cache = _caches.get(client)
+    if cache is not None:
+        cache.clear()
