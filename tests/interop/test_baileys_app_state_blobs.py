@@ -14,7 +14,13 @@ import httpx
 import pytest
 from baileys_tools import Baileys
 from simtools import client_for, new_phone, scan
-from test_baileys_app_state import _baileys_state, _baileys_synced, _phone_state, _start_baileys
+from test_baileys_app_state import (
+    _baileys_state,
+    _baileys_synced,
+    _chat_update,
+    _phone_state,
+    _start_baileys,
+)
 
 from wahttp.sim.runner import SimHandle
 from wahttp.wa.client import Connected, QRCode, appstate
@@ -75,6 +81,17 @@ async def test_baileys_syncs_a_snapshot_and_external_mutations(
         assert _baileys_state(auth, "critical_unblock_low") == _phone_state(
             sim, number, "critical_unblock_low"
         )
+
+        # Chat settings as an external patch (several mutations in one blob), for a chat the
+        # snapshot did not touch: Baileys holds back chat updates of its initial sync for chats
+        # it has no history of (a conditional update), and merges later ones into them.
+        jid1 = f"{friends[1]}@s.whatsapp.net"
+        body = {"archive": True, "pin": True, "external": True}
+        resp = await admin.post(f"/phones/{number}/chats/{jid1}", json=body)
+        assert resp.status_code == 200, resp.text
+        chat = await _chat_update(baileys, jid1, archived=lambda v: v is True, pinned=bool)
+        assert chat["pinned"] > 0
+        assert _baileys_state(auth, "regular_low") == _phone_state(sim, number, "regular_low")
 
         # The wahttp companion, linked now: the snapshot (v3) plus the external patch (v4).
         qr = await events.next(QRCode)
