@@ -32,8 +32,8 @@ async def test_existing_contacts_arrive_by_snapshot(
         body = {"jid": friend, "name": f"Known {i}"}
         assert (await admin.post(f"/phones/{number}/contacts", json=body)).status_code == 200
     jid = f"{friends[0]}@s.whatsapp.net"
-    body = {"archive": True, "mute": -1}
-    assert (await admin.post(f"/phones/{number}/chats/{jid}", json=body)).status_code == 200
+    settings = {"archive": True, "mute": -1}
+    assert (await admin.post(f"/phones/{number}/chats/{jid}", json=settings)).status_code == 200
     assert (await api.post("/sessions", json={"id": "snap"})).status_code == 201
     code = (await api.post("/sessions/snap/pair-request", json={"number": number})).json()
     await admin.post(f"/phones/{number}/pairing-code", json={"code": code["pairingCode"]})
