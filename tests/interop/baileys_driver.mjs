@@ -1,6 +1,11 @@
 // Drives the real Baileys client for wahttp's interop tests.
 // Usage: node baileys_driver.mjs --url ws://127.0.0.1:P/ws/chat --root-key <b64> --auth-dir DIR
-//        [--pair-number 15551234567] [--qr-timeout-ms N]
+//        [--pair-number 15551234567] [--qr-timeout-ms N] [--media-host http://127.0.0.1:P]
+// --media-host stands in for DNS and TLS of the media hosts: global fetch (which Baileys uses
+// for media and app-state blobs, from https://mmg.whatsapp.net<directPath>) is wrapped so that
+// https://mmg.whatsapp.net and https://<that host> go to that http URL; each such fetch is
+// reported as {"event": "media-fetch", "host": "<the host asked for>", "status"}. Baileys is
+// not modified.
 // Prints one JSON object per line on stdout (events); reads JSON commands on stdin:
 //   {"cmd": "stop"}  close the socket and exit 0
 //   {"cmd": "send", "to": "<jid>", "text": "...", "ref": "..."}  -> {"event": "sent", "ref", "id"}
@@ -24,6 +29,7 @@ const { values: args } = parseArgs({
     'pair-number': { type: 'string' },
     'qr-timeout-ms': { type: 'string' },
     reconnect: { type: 'boolean' },
+    'media-host': { type: 'string' },
   },
 })
 
@@ -34,6 +40,21 @@ for (const level of ['log', 'info', 'warn', 'debug', 'error', 'trace']) {
 }
 // Trust the simulator's root key, as our own client is configured to.
 if (args['root-key']) WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(args['root-key'], 'base64')
+if (args['media-host']) {
+  const target = new URL(args['media-host'])
+  const aliases = new Set(['mmg.whatsapp.net', target.host])
+  const realFetch = globalThis.fetch
+  globalThis.fetch = async (input, init) => {
+    const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
+    if (url.protocol !== 'https:' || !aliases.has(url.host)) return realFetch(input, init)
+    const asked = url.host
+    url.protocol = target.protocol
+    url.host = target.host
+    const resp = await realFetch(url, init)
+    emit({ event: 'media-fetch', host: asked, status: resp.status })
+    return resp
+  }
+}
 const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' }, pino.destination(2))
 
 let sock = null

@@ -48,7 +48,9 @@ async def _start_baileys(
 ) -> Baileys:
     """Baileys paired by code to the phone and left running, as an app does: the phone's key
     share and initial history sync reach the socket that opens after pairing."""
-    baileys = await Baileys.start(sim.ws_url, sim.root_key_b64, auth, "--pair-number", number)
+    baileys = await Baileys.start(
+        sim.ws_url, sim.root_key_b64, auth, "--pair-number", number, "--media-host", sim.admin_url
+    )
     try:
         code = (await baileys.next("pairing-code"))["code"]
         resp = await admin.post(f"/phones/{number}/pairing-code", json={"code": code})

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from wahttp import apidocs
-from wahttp.sim import appstate
+from wahttp.sim import appstate, media
 from wahttp.sim.account import picture_changed, reregister
 from wahttp.sim.calls import ring
 from wahttp.sim.faults import (
@@ -70,6 +70,9 @@ class ContactName(BaseModel):
         default=None, max_length=256, description="the name in the address book; null removes it"
     )
     tamper: bool = Field(default=False, description="send the patch with a flipped byte (a fault)")
+    external: bool = Field(
+        default=False, description="put the patch's mutations in an external blob (media host)"
+    )
 
 
 class ChatSettings(BaseModel):
@@ -80,6 +83,9 @@ class ChatSettings(BaseModel):
     )
     read: bool | None = None
     tamper: bool = Field(default=False, description="send the patch with a flipped byte (a fault)")
+    external: bool = Field(
+        default=False, description="put the patch's mutations in an external blob (media host)"
+    )
 
 
 class PhoneMessage(BaseModel):
@@ -123,6 +129,11 @@ class Fail(BaseModel):
     seconds: float | None = Field(
         default=None, gt=0, le=86400, description="stall: abort the socket after this long"
     )
+
+
+class MediaFault(BaseModel):
+    status: int = Field(default=500, ge=400, le=599, description="404, or a 5xx")
+    count: int = Field(default=1, ge=1, le=1000, description="how many GETs answer it")
 
 
 class Refuse(BaseModel):
@@ -188,6 +199,7 @@ def create_admin_app(server: SimServer) -> FastAPI:
         redoc_url=None,
     )
     apidocs.install(app)
+    media.install(app, server.media)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -269,7 +281,12 @@ def create_admin_app(server: SimServer) -> FastAPI:
             account.app_state.contacts[jid] = body.name
         change = appstate.contact_mutation(jid, body.name)
         versions = await appstate.apply_changes(
-            server.router, account, [change], tamper=body.tamper
+            server.router,
+            account,
+            [change],
+            tamper=body.tamper,
+            media=server.media,
+            external=body.external,
         )
         return {"jid": jid, "name": body.name, "versions": versions}
 
@@ -287,7 +304,14 @@ def create_admin_app(server: SimServer) -> FastAPI:
         for key in ("archive", "pin", "mute", "read"):
             if getattr(body, key) is not None:
                 settings[key] = getattr(body, key)
-        versions = await appstate.apply_changes(server.router, account, changes, tamper=body.tamper)
+        versions = await appstate.apply_changes(
+            server.router,
+            account,
+            changes,
+            tamper=body.tamper,
+            media=server.media,
+            external=body.external,
+        )
         return {"jid": chat, "settings": settings, "versions": versions}
 
     @app.get("/phones/{number}/app-state")
@@ -509,6 +533,12 @@ def create_admin_app(server: SimServer) -> FastAPI:
         """Stop chaos, end a refusal and clear the counters and the log."""
         await server.faults.reset()
         return server.faults.status()
+
+    @app.post("/faults/media")
+    async def fault_media(body: MediaFault) -> dict[str, Any]:
+        """The media host answers the next `count` downloads with `status` (then serves again)."""
+        server.media.fail_next(body.status, body.count)
+        return {"pending": list(server.media.failures)}
 
     @app.post("/faults/refuse")
     async def refuse(body: Refuse) -> dict[str, Any]:

@@ -3,13 +3,21 @@
 The phone holds one app-state sync key, shares it with each new companion (a peer protocol
 message, once the companion has uploaded pre-keys so a session can be built), keeps each
 collection's patch history, and answers `<iq xmlns="w:sync:app:state">` with the patches after
-the version asked for (no snapshot blobs: a first sync gets the whole history as patches, which
-real clients accept). A change is encoded as a patch and announced to the account's companions
+the version asked for. A change is encoded as a patch and announced to the account's companions
 with `<notification type="server_sync"><collection name version/>`.
+
+External blobs, as the real server sends them (on the media host, `sim/media.py`): a sync with
+`return_snapshot="true"` of a collection that has state is answered with a `<snapshot>` holding
+an ExternalBlobReference to a SyncdSnapshot (the live records exactly as the patches carried
+them, so its LT hash is the phone's), plus the patches newer than the snapshot. A snapshot is
+made once per collection and reused while its blob exists, so later first syncs get it and the
+patches after it. A patch whose mutations exceed EXTERNAL_MUTATIONS_BYTES (or one the admin API
+marks `external`) carries them in an external SyncdMutations blob instead.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -17,7 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wahttp.wa.appstate import COLLECTIONS, CollectionState, NewMutation, encode_patch
+from wahttp.wa.appstate import COLLECTIONS, CollectionState, MutationKeys, NewMutation, encode_patch
+from wahttp.wa.appstate.keys import snapshot_mac
 from wahttp.wa.binary import Node
 from wahttp.wa.jid import S_WHATSAPP_NET
 from wahttp.wa.proto import appstate_pb2 as pb
@@ -25,17 +34,52 @@ from wahttp.wa.proto.message_pb2 import HistorySync, Message
 
 if TYPE_CHECKING:
     from wahttp.sim.connection import ServerConnection
+    from wahttp.sim.media import MediaStore
     from wahttp.sim.network import Account
     from wahttp.sim.routing import Router
     from wahttp.sim.server import SimServer
 
 log = logging.getLogger(__name__)
 
+APP_STATE_MEDIA = "md-app-state"
+EXTERNAL_MUTATIONS_BYTES = 64 * 1024  # larger encoded mutations go in an external blob
+
 
 @dataclass
 class Collection:
     state: CollectionState = field(default_factory=CollectionState)
     patches: list[bytes] = field(default_factory=list)  # patches[i] is version i + 1
+    # The live records as the patches carried them (base64 index MAC -> SyncdRecord bytes).
+    live: dict[str, bytes] = field(default_factory=dict)
+    # The snapshot made for first syncs: (its version, the ExternalBlobReference bytes).
+    snapshot: tuple[int, bytes] | None = None
+
+    def record(self, patch: pb.SyncdPatch) -> None:
+        """Keep the live records of a patch (before any tampering: the phone's own)."""
+        for m in patch.mutations:
+            key = base64.b64encode(m.record.index.blob).decode()
+            if m.operation == pb.SyncdMutation.REMOVE:
+                self.live.pop(key, None)
+            else:
+                self.live[key] = m.record.SerializeToString()
+
+    def snapshot_ref(
+        self, name: str, key_id: bytes, key_data: bytes, media: MediaStore
+    ) -> tuple[int, bytes]:
+        """The collection's snapshot blob, made at the current version unless one exists."""
+        if self.snapshot is not None:
+            ref = pb.ExternalBlobReference.FromString(self.snapshot[1])
+            if media.get(ref.directPath) is not None:
+                return self.snapshot
+        version = self.state.version
+        snap = pb.SyncdSnapshot()
+        snap.version.version = version
+        snap.records.extend(pb.SyncdRecord.FromString(r) for r in self.live.values())
+        snap.mac = snapshot_mac(MutationKeys.derive(key_data), self.state.hash, version, name)
+        snap.keyId.id = key_id
+        blob = media.upload_blob(snap.SerializeToString(), APP_STATE_MEDIA)
+        self.snapshot = (version, blob.SerializeToString())
+        return self.snapshot
 
 
 @dataclass
@@ -62,15 +106,27 @@ class PhoneAppState:
         key.keyData.timestamp = int(time.time() * 1000)
         return message
 
-    def change(self, name: str, mutations: list[NewMutation], *, tamper: bool = False) -> int:
-        """Encode and record the next patch of a collection; returns its version."""
+    def change(
+        self,
+        name: str,
+        mutations: list[NewMutation],
+        *,
+        tamper: bool = False,
+        media: MediaStore | None = None,
+        external: bool = False,
+    ) -> int:
+        """Encode and record the next patch of a collection; returns its version. With a media
+        store, its mutations go in an external blob when `external` or when they are large."""
         coll = self.collections[name]
         patch, state = encode_patch(name, coll.state, self.key_id, self.key_data, mutations)
+        coll.record(patch)
         if tamper:
             # Altered on the way: one byte of the first value flipped, the MACs left as they were.
             blob = bytearray(patch.mutations[0].record.value.blob)
             blob[20] ^= 0x01
             patch.mutations[0].record.value.blob = bytes(blob)
+        if media is not None:
+            externalize(patch, media, force=external)
         coll.patches.append(patch.SerializeToString())
         coll.state = state
         return state.version
@@ -91,16 +147,24 @@ class PhoneAppState:
         note.initialHistBootstrapInlinePayload = zlib.compress(history.SerializeToString())
         return message
 
-    def answer(self, name: str, version: int) -> Node:
+    def answer(
+        self, name: str, version: int, snapshot: bool = False, media: MediaStore | None = None
+    ) -> Node:
         coll = self.collections.get(name)
         if coll is None:
             return Node(
                 "collection", {"name": name, "type": "error"}, [Node("error", {"code": "404"})]
             )
         attrs = {"name": name, "version": str(coll.state.version)}
+        children = []
+        if snapshot and media is not None and coll.state.version > 0:
+            version, ref = coll.snapshot_ref(name, self.key_id, self.key_data, media)
+            children.append(Node("snapshot", {}, ref))
         wanted = coll.patches[version:] if 0 <= version <= len(coll.patches) else coll.patches
         patches = [Node("patch", {}, data) for data in wanted]
-        return Node("collection", attrs, [Node("patches", {}, patches)] if patches else None)
+        if patches:
+            children.append(Node("patches", {}, patches))
+        return Node("collection", attrs, children or None)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -108,6 +172,17 @@ class PhoneAppState:
             "chats": {k: dict(v) for k, v in self.chats.items()},
             "versions": {n: c.state.version for n, c in self.collections.items()},
         }
+
+
+def externalize(patch: pb.SyncdPatch, media: MediaStore, *, force: bool = False) -> bool:
+    """Move a patch's mutations to an external SyncdMutations blob when forced or large.
+    The MACs stay: the patch MAC covers the value MACs wherever the mutations travel."""
+    blob = pb.SyncdMutations(mutations=patch.mutations).SerializeToString()
+    if not force and len(blob) <= EXTERNAL_MUTATIONS_BYTES:
+        return False
+    patch.externalMutations.CopyFrom(media.upload_blob(blob, APP_STATE_MEDIA))
+    del patch.mutations[:]
+    return True
 
 
 def contact_mutation(jid: str, name: str | None) -> tuple[str, NewMutation]:
@@ -157,13 +232,19 @@ async def apply_changes(
     changes: list[tuple[str, NewMutation]],
     *,
     tamper: bool = False,
+    media: MediaStore | None = None,
+    external: bool = False,
 ) -> dict[str, int]:
-    """Record the changes as one patch per collection and tell the companions."""
+    """Record the changes as one patch per collection and tell the companions. With a media
+    store, large (or, with `external`, all) patches carry their mutations in a blob."""
     app = account.app_state
     by_name: dict[str, list[NewMutation]] = {}
     for name, m in changes:
         by_name.setdefault(name, []).append(m)
-    versions = {name: app.change(name, ms, tamper=tamper) for name, ms in by_name.items()}
+    versions = {
+        name: app.change(name, ms, tamper=tamper, media=media, external=external)
+        for name, ms in by_name.items()
+    }
     for device_id in list(account.devices):
         for name, version in versions.items():
             node = Node(
@@ -205,6 +286,11 @@ async def on_sync_iq(server: SimServer, conn: ServerConnection, node: Node) -> N
     answers = []
     for coll in sync.children("collection") if sync is not None else []:
         answers.append(
-            account.app_state.answer(coll.attr("name") or "", coll.attr_int("version", 0))
+            account.app_state.answer(
+                coll.attr("name") or "",
+                coll.attr_int("version", 0),
+                snapshot=coll.attr("return_snapshot") == "true",
+                media=server.media,
+            )
         )
     return result(node, [Node("sync", {}, answers)])

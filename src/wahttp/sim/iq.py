@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from wahttp.sim import appstate, privacy
+from wahttp.sim import appstate, media, privacy
 from wahttp.wa.binary import Node
 from wahttp.wa.jid import S_WHATSAPP_NET
 
@@ -206,4 +206,5 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("privacy", "privacy"): _privacy,
     ("md", "remove-companion-device"): _remove_companion,
     ("w:sync:app:state", "sync"): appstate.on_sync_iq,
+    ("w:m", "media_conn"): media.on_media_conn_iq,
 }

@@ -89,6 +89,8 @@ async def start_sim(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, admin_port))
     bound_port = sock.getsockname()[1]
+    # The media host is served by the admin API's server (sim/media.py).
+    server.media.host = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
     config = uvicorn.Config(create_admin_app(server), log_level="warning", lifespan="off")
     userver = uvicorn.Server(config)
     task = asyncio.create_task(userver.serve(sockets=[sock]))

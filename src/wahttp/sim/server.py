@@ -17,6 +17,7 @@ from wahttp.sim import account, calls, linking, pair_code
 from wahttp.sim import iq as iq_handlers
 from wahttp.sim.connection import ServerConnection
 from wahttp.sim.faults import Faults
+from wahttp.sim.media import MediaStore
 from wahttp.sim.network import Network
 from wahttp.sim.routing import Router
 from wahttp.wa.binary import Node
@@ -60,6 +61,9 @@ class SimServer:
         # The oldest web client version let in (None: any); older ones get <failure reason=405>.
         self.min_version: tuple[int, int, int] | None = None
         self.outdated_refused = 0
+        # The media host (sim/media.py), served by the admin API's server; the runner sets its
+        # host:port.
+        self.media = MediaStore()
 
     @property
     def url(self) -> str:

@@ -8,11 +8,21 @@ A collection's new version and LT hash (`app-state-sync-version-<name>`, Baileys
 written in the same store write as the effects they carry (`app-state-chat-<jid>`), so a crash
 never leaves a version that skipped effects, nor effects applied twice under an old version.
 A patch that fails verification is refused whole: nothing of it is applied, the version stays.
+
+External blobs: a first sync (`return_snapshot`) is answered with a `<snapshot>` holding an
+ExternalBlobReference to a SyncdSnapshot, and a patch may carry its mutations as
+`externalMutations` (a SyncdMutations blob). Both are downloaded from the media hosts
+(wahttp.wa.media, hosts from the `media_conn` iq) and checked (file hashes, media MAC) before
+decoding; the snapshot's records then count as SETs on an empty state (its MAC checks the LT
+hash) and the patches apply on top. A blob that cannot be downloaded leaves the collection at
+its old version (nothing written) and the collection is synced again later, with backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from wahttp.wa.appstate import (
@@ -22,9 +32,13 @@ from wahttp.wa.appstate import (
     MissingKeyError,
     Mutation,
     decode_patch,
+    decode_snapshot,
 )
 from wahttp.wa.binary import Node
+from wahttp.wa.client import media_conn
 from wahttp.wa.errors import WAError
+from wahttp.wa.media import MediaError
+from wahttp.wa.media.download import download_media, media_scheme
 from wahttp.wa.proto import appstate_pb2 as pb
 from wahttp.wa.proto.message_pb2 import Message
 
@@ -36,6 +50,8 @@ VERSION_CATEGORY = "app-state-sync-version"
 # wahttp's own: what users see of each chat/contact, keyed by JID (Baileys ignores the files).
 CHAT_CATEGORY = "app-state-chat"
 MAX_ROUNDS = 20  # has_more_patches rounds per sync call
+APP_STATE_MEDIA = "md-app-state"
+BLOB_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # then the next server_sync
 
 
 def key_json(data: Message.AppStateSyncKeyData) -> dict[str, Any]:
@@ -124,10 +140,109 @@ async def _lookup_keys(client: Client, ids: list[bytes]) -> dict[bytes, bytes]:
     return out
 
 
-def _key_ids(patches: list[pb.SyncdPatch]) -> list[bytes]:
+def _key_ids(patches: list[pb.SyncdPatch], snapshot: pb.SyncdSnapshot | None = None) -> list[bytes]:
     ids = {p.keyId.id for p in patches}
     ids.update(m.record.keyId.id for p in patches for m in p.mutations)
+    if snapshot is not None:
+        ids.add(snapshot.keyId.id)
+        ids.update(r.keyId.id for r in snapshot.records)
     return sorted(ids)
+
+
+# -- external blobs (snapshots, external mutations) --------------------------------------------
+# Per client: blob-download retries scheduled and failures so far, by collection.
+_retries: weakref.WeakKeyDictionary[Client, dict[str, int]] = weakref.WeakKeyDictionary()
+_retrying: weakref.WeakKeyDictionary[Client, set[str]] = weakref.WeakKeyDictionary()
+
+
+async def _download_blob(client: Client, name: str, ref: pb.ExternalBlobReference) -> bytes | None:
+    """An app-state blob's plain bytes, or None (a warning naming the collection, a retry
+    scheduled) when it cannot be had now. Keys and paths stay out of the log."""
+    try:
+        conn = await media_conn.current(client)
+        return await download_media(
+            ref.directPath,
+            [h.hostname for h in conn.hosts],
+            ref.mediaKey,
+            APP_STATE_MEDIA,
+            scheme=media_scheme(client.config.url),
+            file_enc_sha256=ref.fileEncSha256 or None,
+            file_sha256=ref.fileSha256 or None,
+            file_size=ref.fileSizeBytes if ref.HasField("fileSizeBytes") else None,
+        )
+    except (MediaError, WAError, TimeoutError) as exc:
+        client.log.warning("app-state %s: blob download failed: %s", name, exc)
+        media_conn.forget(client)
+        _retry_later(client, name)
+        return None
+
+
+def _retry_later(client: Client, name: str) -> None:
+    """Sync the collection again after a delay that grows with each failure (one task each)."""
+    pending = _retrying.setdefault(client, set())
+    if name in pending:
+        return
+    failures = _retries.setdefault(client, {})
+    attempt = failures.get(name, 0)
+    if attempt >= len(BLOB_RETRY_DELAYS):
+        client.log.warning("app-state %s: giving up on the blob until the next change", name)
+        failures.pop(name, None)
+        return
+    failures[name] = attempt + 1
+    pending.add(name)
+
+    async def again() -> None:
+        try:
+            await asyncio.sleep(BLOB_RETRY_DELAYS[attempt])
+        finally:
+            pending.discard(name)
+        await sync(client, [name])
+
+    client.spawn(again(), "wa-appstate-retry")
+
+
+def _blob_done(client: Client, name: str) -> None:
+    failures = _retries.get(client)
+    if failures is not None:
+        failures.pop(name, None)
+
+
+async def _fetch_snapshot(client: Client, name: str, node: Node) -> pb.SyncdSnapshot | None:
+    """The SyncdSnapshot a `<snapshot>` element references, downloaded and parsed."""
+    try:
+        ref = pb.ExternalBlobReference.FromString(node.content_bytes() or b"")
+    except Exception:  # protobuf's DecodeError
+        client.log.warning("app-state %s: undecodable snapshot reference", name)
+        return None
+    data = await _download_blob(client, name, ref)
+    if data is None:
+        return None
+    try:
+        return pb.SyncdSnapshot.FromString(data)
+    except Exception:
+        client.log.warning("app-state %s: undecodable snapshot", name)
+        return None
+
+
+async def _fetch_external_mutations(
+    client: Client, name: str, patches: list[pb.SyncdPatch], above: int
+) -> bool:
+    """Merge each patch's external mutations (after its inline ones, as Baileys does) into
+    it; False when one cannot be had. Patches at or below `above` are skipped (not applied)."""
+    for patch in patches:
+        if not patch.HasField("externalMutations") or patch.version.version <= above:
+            continue
+        data = await _download_blob(client, name, patch.externalMutations)
+        if data is None:
+            return False
+        try:
+            extra = pb.SyncdMutations.FromString(data)
+        except Exception:
+            client.log.warning("app-state %s: undecodable external mutations", name)
+            return False
+        patch.mutations.extend(extra.mutations)
+        patch.ClearField("externalMutations")
+    return True
 
 
 async def sync(client: Client, names: list[str]) -> dict[str, int]:
@@ -190,10 +305,12 @@ async def _apply_collection(
     client: Client, name: str, state: CollectionState, coll: Node
 ) -> int | None:
     """Decode and apply one collection's answer; the new version, or None when refused."""
-    if coll.child("snapshot") is not None:
-        # Snapshots always come as external blobs (a media download): not supported yet.
-        client.log.warning("app-state %s: snapshot blobs are not supported yet", name)
-        return None
+    snapshot = None
+    snapshot_node = coll.child("snapshot")
+    if snapshot_node is not None:
+        snapshot = await _fetch_snapshot(client, name, snapshot_node)
+        if snapshot is None:
+            return None
     patches_node = coll.child("patches") or coll
     patches = []
     base_version = coll.attr_int("version", state.version)
@@ -209,17 +326,20 @@ async def _apply_collection(
         if not patch.HasField("version"):
             patch.version.version = base_version + 1 + i
         patches.append(patch)
-    if not patches:
+    if not patches and snapshot is None:
         return state.version
-    keys = await _lookup_keys(client, _key_ids(patches))
+    above = snapshot.version.version if snapshot is not None else state.version
+    if not await _fetch_external_mutations(client, name, patches, above):
+        return None
+    keys = await _lookup_keys(client, _key_ids(patches, snapshot))
     new_state = state
     mutations: list[Mutation] = []
     try:
+        if snapshot is not None:
+            new_state, mutations = decode_snapshot(name, snapshot, keys.get)
         for patch in patches:
             if patch.version.version <= new_state.version:
                 continue  # already applied
-            if patch.HasField("externalMutations"):
-                raise AppStateError("external mutation blobs are not supported yet")
             new_state, decoded = decode_patch(name, patch, new_state, keys.get)
             mutations.extend(decoded)
     except MissingKeyError as exc:
@@ -230,7 +350,8 @@ async def _apply_collection(
     except AppStateError as exc:
         client.log.warning("app-state %s v%d refused: %s", name, new_state.version + 1, exc)
         return None
-    if new_state.version == state.version:
+    _blob_done(client, name)
+    if new_state.version == state.version and snapshot is None:
         return state.version
     changes = await _effects(client, mutations)
     await client.store.set(
