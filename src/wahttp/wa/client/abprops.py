@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.errors import IQError, WAError
+from wahttp.wa.errors import ConnectionClosed, IQError, WAError
 from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
@@ -125,9 +125,11 @@ async def refresh(client: Client) -> None:
     """The connection's props job (run with client.spawn, so it ends with the connection):
     fetch, then fetch again after each answer's refresh interval. A failed fetch keeps what we
     had (the defaults, before the first answer) and is tried again at the next interval."""
-    while True:
+    while client.connected:
         try:
             await fetch(client)
+        except ConnectionClosed:
+            return  # the connection ended under the fetch: so does the job
         except (IQError, WAError, TimeoutError) as exc:
             reason = type(exc).__name__
             client.log.warning("AB props not fetched (%s): keeping the last ones", reason)

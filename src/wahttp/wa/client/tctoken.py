@@ -21,6 +21,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -364,10 +365,10 @@ async def stanza_tokens(client: Client, jid: Jid, now: int | None = None) -> lis
 
 def _is_self(client: Client, jid: Jid) -> bool:
     me = client.creds.me
-    own = {str(client.me.to_non_ad())}
-    if me is not None and me.lid:
-        own.add(str(Jid.parse(me.lid).to_non_ad()))
-    return str(jid.to_non_ad()) in own
+    if me is None:
+        return False
+    own = {Jid.parse(j).to_non_ad() for j in (me.id, me.lid) if j}
+    return jid.to_non_ad() in own
 
 
 async def picture_query(
@@ -450,14 +451,16 @@ async def prune(store: AuthStore, now: int | None = None) -> PruneResult:
     return PruneResult(removed, cleared, kept, written=True)
 
 
-async def prune_daily(client: Client) -> None:
+async def prune_daily(
+    client: Client, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> None:
     """The connection's pruning job: once when it opens unless this client pruned in the last
     24 hours (a reconnect does not prune again), then every 24 hours while it stays open."""
-    while True:
+    while client.connected:
         last = client.tc_pruned_at
         wait = 0.0 if last is None else last + PRUNE_EVERY - time.monotonic()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await sleep(wait)
             continue
         try:
             result = await prune(client.store)
