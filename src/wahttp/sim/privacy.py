@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
@@ -60,7 +61,8 @@ DEFAULT_PROPS: dict[str, str] = {
     "9666": "true",  # profile_scraping_privacy_token_in_photo_iq
     "14303": "false",  # lid_trusted_token_issue_to_lid
 }
-PROPS_REFRESH = 86400  # seconds, the `refresh` attribute of the answer
+PROPS_REFRESH = 86400  # seconds, the `refresh` attribute of the answer (settable)
+PROPS_SERVED_KEPT = 10_000
 
 
 class PrivacyTokens:
@@ -71,8 +73,9 @@ class PrivacyTokens:
         self.issued: dict[tuple[str, str], int] = {}
         self.props: dict[str, str] = dict(DEFAULT_PROPS)
         self.props_refresh = PROPS_REFRESH
-        # (number, device id, hash matched: answered without props), per props query.
-        self.props_served: list[tuple[str, int, bool]] = []
+        # (number, device id, hash matched: answered without props), per props query (the
+        # latest PROPS_SERVED_KEPT).
+        self.props_served: deque[tuple[str, int, bool]] = deque(maxlen=PROPS_SERVED_KEPT)
         self.server: SimServer | None = None
         # Counters for tests: refused sends (463/479) and messages that carried a valid token.
         self.refused: list[tuple[str, str, int]] = []
