@@ -11,6 +11,8 @@
 //   {"cmd": "send", "to": "<jid>", "text": "...", "ref": "..."}  -> {"event": "sent", "ref", "id"}
 //   {"cmd": "read", "key": {remoteJid, id, fromMe, participant?}}  send a read receipt
 //   {"cmd": "reject-call", "id": "<call id>", "from": "<caller jid>"}  -> {"event": "call-rejected"}
+//   {"cmd": "presence", "type": "available"|"unavailable"}  -> {"event": "presence-sent", "type"}
+//     (sendPresenceUpdate; "available" also makes Baileys prune expired privacy tokens, once a day)
 // App state as Baileys reports it: {"event": "contacts", "kind": "upsert"|"update", "contacts"},
 // {"event": "chats", "kind": "upsert"|"update", "chats"}, {"event": "app-state-key", "keyId"},
 // {"event": "history-status", "syncType", "status"}, {"event": "account-synced", "counter"}.
@@ -217,6 +219,13 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
     try {
       await sock.rejectCall(cmd.id, cmd.from)
       emit({ event: 'call-rejected', id: cmd.id })
+    } catch (err) { emit({ event: 'send-error', message: String(err) }) }
+    return
+  }
+  if (cmd.cmd === 'presence') {
+    try {
+      await sock.sendPresenceUpdate(cmd.type)
+      emit({ event: 'presence-sent', type: cmd.type })
     } catch (err) { emit({ event: 'send-error', message: String(err) }) }
     return
   }

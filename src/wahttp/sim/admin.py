@@ -48,6 +48,10 @@ class PropValue(BaseModel):
     )
 
 
+class PropsRefresh(BaseModel):
+    seconds: int = Field(ge=1, le=604800, description="the `refresh` of the props answer")
+
+
 class IssueToken(BaseModel):
     to: str = Field(min_length=5, max_length=64, description="a number or a JID")
 
@@ -376,17 +380,34 @@ def create_admin_app(server: SimServer) -> FastAPI:
     @app.get("/props")
     async def get_props() -> dict[str, Any]:
         """The AB props the server answers `<iq xmlns="abt">` with (10518: privacy tokens)."""
+        return props_view()
+
+    def props_view() -> dict[str, Any]:
         tokens = server.network.privacy
-        return {"props": dict(tokens.props), "hash": tokens.props_hash()}
+        served = tokens.props_served
+        return {
+            "props": dict(tokens.props),
+            "hash": tokens.props_hash(),
+            "refresh": tokens.props_refresh,
+            "served": len(served),
+            "served_unchanged": sum(1 for _, _, unchanged in served if unchanged),
+        }
+
+    @app.put("/props-refresh")
+    async def put_props_refresh(body: PropsRefresh) -> dict[str, Any]:
+        """How often clients are told to fetch the props again (the answer's `refresh`, in
+        seconds; a day by default): a connected client sees a prop change after it."""
+        server.network.privacy.props_refresh = body.seconds
+        return props_view()
 
     @app.put("/props/{code}")
     async def put_prop(
         code: Annotated[str, Path(pattern=r"^[0-9A-Za-z_]{1,64}$")], body: PropValue
     ) -> dict[str, Any]:
-        """Set (or, with null, remove) one prop; clients see it at their next login."""
-        tokens = server.network.privacy
-        tokens.set_prop(code, body.value)
-        return {"props": dict(tokens.props), "hash": tokens.props_hash()}
+        """Set (or, with null, remove) one prop; clients see it at their next login or their
+        next refresh (see /props-refresh)."""
+        server.network.privacy.set_prop(code, body.value)
+        return props_view()
 
     @app.post("/phones/{number}/messages/burst", status_code=201)
     async def phone_burst(number: Number, body: PhoneBurst) -> list[dict[str, Any]]:

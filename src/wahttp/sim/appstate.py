@@ -25,6 +25,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wahttp.sim import privacy
 from wahttp.wa.appstate import COLLECTIONS, CollectionState, MutationKeys, NewMutation, encode_patch
 from wahttp.wa.appstate.keys import snapshot_mac
 from wahttp.wa.binary import Node
@@ -132,11 +133,14 @@ class PhoneAppState:
         return state.version
 
     @staticmethod
-    def initial_bootstrap() -> Message:
+    def initial_bootstrap(chunk: bytes | None = None) -> Message:
         """The history sync the phone sends a new companion after the key share: the initial
-        bootstrap, inline (zlib-deflated) and empty, as the simulator keeps no chat history.
-        Baileys waits for it (20 s, events buffered) before its first full app-state sync."""
+        bootstrap, inline (zlib-deflated), without messages as the simulator keeps no chat
+        history; `chunk` is the serialized HistorySync to send (privacy.bootstrap_history's
+        conversations carry the account's privacy tokens). Baileys waits for it (20 s,
+        events buffered) before its first full app-state sync."""
         history = HistorySync(syncType=Message.INITIAL_BOOTSTRAP, chunkOrder=0, progress=100)
+        payload = chunk if chunk is not None else history.SerializeToString()
         message = Message()
         proto = message.protocolMessage
         proto.type = Message.ProtocolMessage.HISTORY_SYNC_NOTIFICATION
@@ -144,7 +148,7 @@ class PhoneAppState:
         note.syncType = Message.INITIAL_BOOTSTRAP
         note.chunkOrder = 0
         note.progress = 100
-        note.initialHistBootstrapInlinePayload = zlib.compress(history.SerializeToString())
+        note.initialHistBootstrapInlinePayload = zlib.compress(payload)
         return message
 
     def answer(
@@ -270,7 +274,9 @@ async def share_keys(router: Router, account: Account, device_id: int) -> None:
     app.shared_with.add(device_id)
     try:
         await account.phone_peer.send_to_own_device(router, device_id, app.key_share())
-        await account.phone_peer.send_to_own_device(router, device_id, app.initial_bootstrap())
+        chunk = privacy.bootstrap_history(router.network, account.number).SerializeToString()
+        bootstrap = app.initial_bootstrap(chunk)
+        await account.phone_peer.send_to_own_device(router, device_id, bootstrap)
     except Exception:
         app.shared_with.discard(device_id)
         log.exception("could not share app-state keys with device %d", device_id)

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wahttp.sim import privacy
 from wahttp.sim.network import Account, Device, SignedPreKeyRecord
 from wahttp.wa.binary import Node
 from wahttp.wa.jid import S_WHATSAPP_NET
@@ -120,7 +119,6 @@ async def link(
     )
     server.network.add_device(account, device)
     log.info("linked %s", jid)
-    await privacy.device_linked(server, phone.number, device_id)
     await server.router.device_changed(phone.number, device_id, "add")
     await conn.stream_error(515)
     return device

@@ -20,9 +20,15 @@ must carry it. That is the real network's behaviour for an unrestricted account 
 chats carry a token; Baileys: 463 "usually means the account is restricted"). An account made
 with `trusting=False` (a stranger, or a restricted sender's view of it) refuses every message
 without its token with 463 until its phone messages the sender (a phone issues its token to an
-account it sends to or hears from, once per 7-day bucket). A newly linked device is sent every
-token its account holds (our stand-in for the history sync that carries them on the real
-network).
+account it sends to or hears from, once per 7-day bucket). A newly linked device gets every
+token its account holds in the initial history sync its phone sends it, as on the real
+network: each holding's conversation (under the issuer's LID) carries `tcToken` and
+`tcTokenTimestamp`, and `tcTokenSenderTimestamp` when the account issued its own token back;
+the chunk also maps those LIDs to their numbers.
+
+AB props: `<iq xmlns="abt">` gets every prop with `hash` and `refresh` (seconds, settable for
+tests); a request carrying the current hash gets the `<props>` without children (unchanged).
+Every props query is recorded (`props_served`), so a test can count a client's re-fetches.
 """
 
 from __future__ import annotations
@@ -31,16 +37,18 @@ import hashlib
 import hmac
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
 from wahttp.wa.client import tctoken
 from wahttp.wa.crypto import hkdf
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
+from wahttp.wa.proto.history_pb2 import HistorySync
 
 if TYPE_CHECKING:
     from wahttp.sim.connection import ServerConnection
-    from wahttp.sim.network import Account
+    from wahttp.sim.network import Account, Network
     from wahttp.sim.routing import Router
     from wahttp.sim.server import SimServer
 
@@ -53,7 +61,8 @@ DEFAULT_PROPS: dict[str, str] = {
     "9666": "true",  # profile_scraping_privacy_token_in_photo_iq
     "14303": "false",  # lid_trusted_token_issue_to_lid
 }
-PROPS_REFRESH = 86400  # seconds, the `refresh` attribute of the answer
+PROPS_REFRESH = 86400  # seconds, the `refresh` attribute of the answer (settable)
+PROPS_SERVED_KEPT = 10_000
 
 
 class PrivacyTokens:
@@ -63,6 +72,10 @@ class PrivacyTokens:
         self.secret = hashlib.sha256(b"wahttp sim privacy tokens").digest()
         self.issued: dict[tuple[str, str], int] = {}
         self.props: dict[str, str] = dict(DEFAULT_PROPS)
+        self.props_refresh = PROPS_REFRESH
+        # (number, device id, hash matched: answered without props), per props query (the
+        # latest PROPS_SERVED_KEPT).
+        self.props_served: deque[tuple[str, int, bool]] = deque(maxlen=PROPS_SERVED_KEPT)
         self.server: SimServer | None = None
         # Counters for tests: refused sends (463/479) and messages that carried a valid token.
         self.refused: list[tuple[str, str, int]] = []
@@ -170,8 +183,6 @@ async def notify(
     holder: str,
     t: int,
     token: bytes,
-    *,
-    only_device: int | None = None,
 ) -> None:
     """Hand the token to the holder's linked devices (queued for those offline)."""
     network = router.network
@@ -180,20 +191,30 @@ async def notify(
     if account is None or issuer_account is None:
         return
     for device_id in list(account.devices):
-        if only_device is not None and device_id != only_device:
-            continue
         device = Jid(holder, S_WHATSAPP_NET, device_id)
         stanza_id = f"tc.{issuer}.{t}.{device_id}"
         node = token_notification(issuer_account, device, t, token, stanza_id)
         await router.deliver((holder, device_id), node)
 
 
-async def device_linked(server: SimServer, number: str, device_id: int) -> None:
-    """A new companion gets the tokens its account holds (the history sync's part)."""
-    tokens = server.network.privacy
-    for issuer, t in tokens.held_by(number):
-        token = tokens.make(issuer, number, t)
-        await notify(server.router, issuer, number, t, token, only_device=device_id)
+def bootstrap_history(network: Network, number: str) -> HistorySync:
+    """The initial bootstrap history sync chunk for a new companion of `number`: one
+    conversation per unexpired token the account holds, keyed by the issuer's LID."""
+    tokens = network.privacy
+    history = HistorySync(syncType=0, chunkOrder=0, progress=100)  # INITIAL_BOOTSTRAP
+    for issuer, t in sorted(tokens.held_by(number)):
+        issuer_account = network.accounts.get(issuer)
+        if issuer_account is None:
+            continue
+        lid = str(issuer_account.phone.lid)
+        chat = history.conversations.add(id=lid)
+        chat.tcToken = tokens.make(issuer, number, t)
+        chat.tcTokenTimestamp = t
+        ours = tokens.issued.get((number, issuer))
+        if ours is not None and not tctoken.is_expired(ours):
+            chat.tcTokenSenderTimestamp = ours
+        history.phoneNumberToLidMappings.add(pnJid=f"{issuer}@{S_WHATSAPP_NET}", lidJid=lid)
+    return history
 
 
 async def on_issue_iq(server: SimServer, conn: ServerConnection, node: Node) -> Node:
@@ -218,14 +239,20 @@ async def on_issue_iq(server: SimServer, conn: ServerConnection, node: Node) -> 
 
 
 async def on_props_iq(server: SimServer, conn: ServerConnection, node: Node) -> Node:
-    """`<iq xmlns="abt" type="get"><props protocol="1" [hash]>`: every prop, always (a
-    client's hash does not shorten the answer)."""
+    """`<iq xmlns="abt" type="get"><props protocol="1" [hash]>`: every prop, or none when the
+    client's hash is the current one (its props are still right)."""
     from wahttp.sim.iq import result
 
     tokens = server.network.privacy
+    current = tokens.props_hash()
+    asked = node.child("props")
+    unchanged = asked is not None and asked.attr("hash") == current
+    device = conn.device
+    if device is not None:
+        tokens.props_served.append((device.number, device.device_id, unchanged))
     props = [
         Node("prop", {"config_code": code, "config_value": value})
         for code, value in sorted(tokens.props.items())
     ]
-    attrs = {"protocol": "1", "hash": tokens.props_hash(), "refresh": str(PROPS_REFRESH)}
-    return result(node, [Node("props", attrs, props)])
+    attrs = {"protocol": "1", "hash": current, "refresh": str(tokens.props_refresh)}
+    return result(node, [Node("props", attrs, None if unchanged else props)])

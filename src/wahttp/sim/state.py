@@ -1,6 +1,8 @@
 """The simulator's state on disk (`wahttp sim --state-file`): keys, accounts, devices, the phones'
 Signal state, and every stanza still waiting for a device, so the sandbox survives a restart.
 
+The privacy side keeps the issued-token table and the AB props (a restarted simulator still
+accepts the tokens it issued, whose MACs come from the root key, and knows which it issued).
 One JSON file, written atomically (temp file + rename, mode 0600). Bytes are base64 strings;
 the phones' auth stores keep Baileys' BufferJSON shape (`wa/auth/bufferjson.py`). Live
 connections, pending registrations and fault injection are not kept.
@@ -26,6 +28,7 @@ from wahttp.wa.binary import Node, decode_node, encode_node
 from wahttp.wa.crypto import KeyPair
 
 if TYPE_CHECKING:
+    from wahttp.sim.privacy import PrivacyTokens
     from wahttp.sim.server import SimKeys, SimServer
 
 VERSION = 1
@@ -77,7 +80,27 @@ async def snapshot(server: SimServer) -> dict[str, Any]:
             "contacts": {number: sorted(peers) for number, peers in router.contacts.items()},
             "enc_counts": [[f, t, k, n] for (f, t, k), n in router.enc_counts.items()],
         },
+        "privacy": _privacy(network.privacy),
     }
+
+
+def _privacy(tokens: PrivacyTokens) -> dict[str, Any]:
+    """The issued-token table (which tokens the server handed out, and when) and the AB props.
+    The tokens themselves are not kept: they are recomputed from the root key."""
+    return {
+        "issued": [[issuer, holder, t] for (issuer, holder), t in sorted(tokens.issued.items())],
+        "props": dict(tokens.props),
+        "props_refresh": tokens.props_refresh,
+    }
+
+
+def _restore_privacy(tokens: PrivacyTokens, saved: dict[str, Any] | None) -> None:
+    """Absent in a state file written before the table was kept: nothing issued, defaults."""
+    if saved is None:
+        return
+    tokens.issued = {(str(i), str(h)): int(t) for i, h, t in saved["issued"]}
+    tokens.props = {str(k): str(v) for k, v in saved["props"].items()}
+    tokens.props_refresh = int(saved["props_refresh"])
 
 
 async def _account(account: Account) -> dict[str, Any]:
@@ -182,9 +205,11 @@ async def restore_state(server: SimServer, data: dict[str, Any]) -> None:
         router.contacts = {str(n): set(peers) for n, peers in saved["contacts"].items()}
         for f, t, k, n in saved["enc_counts"]:
             router.enc_counts[(f, t, k)] = int(n)
+        _restore_privacy(network.privacy, data.get("privacy"))
     except (KeyError, TypeError, ValueError) as exc:
         network.accounts.clear()
         network.by_lid.clear()
+        network.privacy.issued.clear()
         raise StateError(f"malformed simulator state: {exc!r}") from exc
 
 

@@ -1,20 +1,25 @@
 """AB props: the server's feature switches (`<iq xmlns="abt" type="get"><props protocol="1">`).
 
-Fetched once per login, after the connection opens (Baileys 7 does it among its init queries on
-`connection: open`). The answer is `<props protocol="1" hash=… [refresh=…]>` with
-`<prop config_code=… config_value=…/>` children (some servers name a prop by `name`/`value`).
-The hash goes back in the next request and is kept in the creds (`lastPropHash`, as Baileys
-keeps it); the props themselves live in memory only, as in Baileys: an answer without props
-keeps what we had, and a prop never fetched reads as its default.
+Fetched after the connection opens (Baileys 7 does it among its init queries on
+`connection: open`), then again every `refresh` seconds while it stays open (the answer's
+attribute; WA Web re-fetches on it, Baileys 7 never does). The answer is
+`<props protocol="1" hash=… [refresh=…]>` with `<prop config_code=… config_value=…/>` children
+(some servers name a prop by `name`/`value`). The hash goes back in the next request, so an
+unchanged set can be answered without props, and is kept in the creds (`lastPropHash`, as
+Baileys keeps it); the props themselves live in memory only, as in Baileys: an answer without
+props keeps what we had, and a prop never fetched reads as its default. Unlike Baileys, a
+client that has no props in memory yet (a fresh process) sends no hash: a server answering a
+known hash without props would otherwise leave it on the defaults until the set changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.errors import IQError, WAError
+from wahttp.wa.errors import ConnectionClosed, IQError, WAError
 from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
@@ -29,6 +34,9 @@ NAMES: dict[int, str] = {
     PROFILE_PIC_PRIVACY_TOKEN: "profile_scraping_privacy_token_in_photo_iq",
     LID_TRUSTED_TOKEN_ISSUE_TO_LID: "lid_trusted_token_issue_to_lid",
 }
+DEFAULT_REFRESH = 86400  # seconds between fetches when an answer names no interval
+MIN_REFRESH = 1  # a server asking for less is not obeyed to the letter
+
 # Baileys' defaults until the server says otherwise (10518 on: "safe, avoids 463").
 DEFAULTS: dict[int, bool] = {
     PRIVACY_TOKEN_ON_1_TO_1: True,
@@ -94,7 +102,8 @@ def props_query(last_hash: str | None) -> Node:
 
 async def fetch(client: Client) -> ABProps:
     """Ask for the props; keep them on the client and the hash in the creds."""
-    result = await client.query(props_query(client.creds.last_prop_hash))
+    props = client.ab_props
+    result = await client.query(props_query(props.hash if props.fetched else None))
     node = result.child("props")
     if node is not None:
         client.ab_props.update(node)
@@ -105,9 +114,23 @@ async def fetch(client: Client) -> ABProps:
     return client.ab_props
 
 
+def next_fetch_in(props: ABProps) -> float:
+    """Seconds until the next fetch: the last answer's `refresh`, else a day."""
+    if props.refresh is None:
+        return float(DEFAULT_REFRESH)
+    return float(max(props.refresh, MIN_REFRESH))
+
+
 async def refresh(client: Client) -> None:
-    """fetch() for a background job: a failure leaves the defaults in force."""
-    try:
-        await fetch(client)
-    except (IQError, WAError, TimeoutError) as exc:
-        client.log.warning("AB props not fetched (%s): using defaults", type(exc).__name__)
+    """The connection's props job (run with client.spawn, so it ends with the connection):
+    fetch, then fetch again after each answer's refresh interval. A failed fetch keeps what we
+    had (the defaults, before the first answer) and is tried again at the next interval."""
+    while client.connected:
+        try:
+            await fetch(client)
+        except ConnectionClosed:
+            return  # the connection ended under the fetch: so does the job
+        except (IQError, WAError, TimeoutError) as exc:
+            reason = type(exc).__name__
+            client.log.warning("AB props not fetched (%s): keeping the last ones", reason)
+        await asyncio.sleep(next_fetch_in(client.ab_props))

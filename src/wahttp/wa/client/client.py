@@ -105,6 +105,7 @@ class Client:
         # The server's AB props (fetched after each login) and privacy-token issues in flight.
         self.ab_props = ABProps()
         self.tc_issuing: set[str] = set()
+        self.tc_pruned_at: float | None = None  # monotonic time of the last token pruning
         # App-state syncs run one at a time (wahttp.wa.client.appstate).
         self.appstate_lock = asyncio.Lock()
 

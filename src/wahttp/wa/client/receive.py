@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import appstate, e2e, messages, retry
+from wahttp.wa.client import appstate, e2e, history, messages, retry
 from wahttp.wa.client.events import MessageReceived
 from wahttp.wa.errors import WAError
 from wahttp.wa.jid import LID, Jid
@@ -72,6 +72,10 @@ async def on_message(client: Client, node: Node) -> None:
             if share is not None:
                 # Only our own devices (the phone) share app-state keys.
                 await appstate.on_key_share(client, share)
+            note = history.notification_of(message) if from_me else None
+            if note is not None:
+                # Only our own phone sends history syncs (Baileys drops a spoofed one too).
+                await history.on_notification(client, note)
         await decrypted.commit()
         _remember(client, node.attr("id") or "")
     await client.send_node(_receipt(node, from_me) if message is not None else _ack(node))

@@ -17,19 +17,22 @@ keeping), plus the `__index` key: `{"token": <JSON array of the stored keys, as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wahttp.wa.binary import Node
 from wahttp.wa.client import abprops
-from wahttp.wa.jid import LID, S_WHATSAPP_NET, Jid
+from wahttp.wa.jid import C_US, LID, S_WHATSAPP_NET, Jid
 
 if TYPE_CHECKING:
     from wahttp.wa.auth.store import AuthStore
     from wahttp.wa.client.client import Client
+    from wahttp.wa.proto.history_pb2 import HistorySync
 
 CATEGORY = "tctoken"
 INDEX_KEY = "__index"
@@ -230,16 +233,23 @@ async def for_send(client: Client, chat: Jid, now: int | None = None) -> SendTok
     """The token to attach to a message to `chat`; an expired one is dropped from the store
     (keeping our issue time, so the once-per-bucket issuing survives the cleanup)."""
     key = await storage_key(client, chat)
+    entry = await _load_dropping_expired(client, key, now)
+    token = entry.token if entry is not None and entry.usable(now) else None
+    if token is not None and not client.ab_props.enabled(abprops.PRIVACY_TOKEN_ON_1_TO_1):
+        token = None
+    return SendTokens(key, entry, token)
+
+
+async def _load_dropping_expired(client: Client, key: str, now: int | None) -> TcToken | None:
+    """The stored entry, with an unusable token dropped from the store first (Baileys keeps
+    `senderTimestamp` so that issuing once per bucket survives the cleanup)."""
     entry = await load(client.store, key)
     if entry is not None and entry.token and not entry.usable(now):
         cleared = TcToken(sender_timestamp=entry.sender_timestamp)
         value = cleared.to_json() if entry.sender_timestamp is not None else None
         await client.store.set({CATEGORY: {key: value}})
         entry = cleared if value is not None else None
-    token = entry.token if entry is not None and entry.usable(now) else None
-    if token is not None and not client.ab_props.enabled(abprops.PRIVACY_TOKEN_ON_1_TO_1):
-        token = None
-    return SendTokens(key, entry, token)
+    return entry
 
 
 def token_node(token: bytes) -> Node:
@@ -333,3 +343,195 @@ async def reissue_after_identity_change(client: Client, contact: Jid) -> bool:
 
     client.spawn(job(), "wa-tctoken-reissue")
     return True
+
+
+# -- tokens on other stanzas ------------------------------------------------------------------
+def stanza_token_node(entry: TcToken) -> Node:
+    """The `<tctoken t=…>` child of a profile-picture iq or a presence subscribe: unlike a
+    message's, it carries the issuer's timestamp (Baileys 7 `buildTcTokenFromJid`)."""
+    return Node("tctoken", {"t": str(entry.timestamp)}, entry.token)
+
+
+async def stanza_tokens(client: Client, jid: Jid, now: int | None = None) -> list[Node]:
+    """The token children for a stanza about the contact `jid`: one `<tctoken t>` when we hold
+    a usable token from it, else none (an expired one is dropped from the store, as on send).
+    Only a person's JID has one; groups and newsletters never do."""
+    jid = jid.to_non_ad()
+    if jid.server not in (S_WHATSAPP_NET, LID):
+        return []
+    entry = await _load_dropping_expired(client, await storage_key(client, jid), now)
+    return [stanza_token_node(entry)] if entry is not None and entry.usable(now) else []
+
+
+def _is_self(client: Client, jid: Jid) -> bool:
+    me = client.creds.me
+    if me is None:
+        return False
+    own = {Jid.parse(j).to_non_ad() for j in (me.id, me.lid) if j}
+    return jid.to_non_ad() in own
+
+
+async def picture_query(
+    client: Client, jid: Jid, kind: str = "preview", now: int | None = None
+) -> Node:
+    """`<iq xmlns="w:profile:picture" target type="get"><picture type query="url">[<tctoken>]`.
+    The token goes in while AB prop 9666 (profile_scraping_privacy_token_in_photo_iq) is on, for
+    a person other than ourselves: WA Web never sends one for its own picture, and the server
+    does not answer one that does (Baileys 7 `profilePictureUrl`)."""
+    target = jid.to_non_ad()
+    children: list[Node] = []
+    if client.ab_props.enabled(abprops.PROFILE_PIC_PRIVACY_TOKEN) and not _is_self(client, target):
+        children = await stanza_tokens(client, target, now)
+    picture = Node("picture", {"type": kind, "query": "url"}, children or None)
+    attrs = {"target": str(target), "to": S_WHATSAPP_NET, "type": "get"}
+    attrs["xmlns"] = "w:profile:picture"
+    return Node("iq", attrs, [picture])
+
+
+async def presence_subscribe(client: Client, jid: Jid, now: int | None = None) -> Node:
+    """`<presence type="subscribe" to id>[<tctoken t>]`: a person's token rides along whatever
+    the AB props say (Baileys 7 `presenceSubscribe` gates it on nothing but the JID kind)."""
+    tokens = await stanza_tokens(client, jid, now)
+    attrs = {"to": str(jid), "id": client.new_id(), "type": "subscribe"}
+    return Node("presence", attrs, tokens or None)
+
+
+# -- pruning ----------------------------------------------------------------------------------
+PRUNE_EVERY = 86400.0  # seconds: at most once a day (WA Web's CLEAN_TC_TOKENS, Baileys 7)
+PRUNE_RETRY = 3600.0  # after a failed run (the store was unreachable)
+
+
+@dataclass
+class PruneResult:
+    removed: list[str]  # entries deleted: nothing left worth keeping
+    cleared: list[str]  # the contact's token dropped, our issue time kept
+    kept: list[str]  # the index after the run (in its order)
+    written: bool  # False when nothing changed (and nothing was written)
+
+
+async def prune(store: AuthStore, now: int | None = None) -> PruneResult:
+    """Drop what the 4-bucket window has left behind, for every key the `__index` lists
+    (Baileys 7 `pruneExpiredTcTokens`): an entry with neither a live token nor a live issue
+    time of ours is deleted; one whose token expired but whose issue time lives on keeps only
+    `senderTimestamp`; a listed key with no entry leaves the index. One atomic write, the
+    index included, and only when something changed."""
+    keys = await read_index(store)
+    removed: list[str] = []
+    cleared: list[str] = []
+    kept: list[str] = []
+    if not keys:
+        return PruneResult(removed, cleared, kept, written=False)
+    found = await store.get(CATEGORY, keys)
+    writes: dict[str, Any] = {}
+    mutated = 0
+    for key in keys:
+        entry = TcToken.from_json(found.get(key))
+        if entry is None:
+            mutated += 1  # listed, but nothing stored
+            continue
+        token_expired = bool(entry.token) and is_expired(entry.timestamp, now)
+        keep_token = bool(entry.token) and not token_expired
+        sender = entry.sender_timestamp
+        keep_sender = sender is not None and not is_expired(sender, now)
+        if not keep_token and not keep_sender:
+            writes[key] = None
+            removed.append(key)
+            mutated += 1
+        elif token_expired and keep_sender:
+            writes[key] = TcToken(sender_timestamp=sender).to_json()
+            cleared.append(key)
+            kept.append(key)
+            mutated += 1
+        else:
+            kept.append(key)
+    if not mutated:
+        return PruneResult(removed, cleared, kept, written=False)
+    index = json.dumps(kept, separators=(",", ":")).encode()
+    await store.set({CATEGORY: {**writes, INDEX_KEY: {"token": index}}})
+    return PruneResult(removed, cleared, kept, written=True)
+
+
+async def prune_daily(
+    client: Client, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> None:
+    """The connection's pruning job: once when it opens unless this client pruned in the last
+    24 hours (a reconnect does not prune again), then every 24 hours while it stays open."""
+    while client.connected:
+        last = client.tc_pruned_at
+        wait = 0.0 if last is None else last + PRUNE_EVERY - time.monotonic()
+        if wait > 0:
+            await sleep(wait)
+            continue
+        try:
+            result = await prune(client.store)
+        except Exception as exc:  # a failed run is tried again later, never fatal
+            client.log.warning("privacy tokens not pruned (%s)", type(exc).__name__)
+            client.tc_pruned_at = time.monotonic() - PRUNE_EVERY + PRUNE_RETRY
+            continue
+        client.tc_pruned_at = time.monotonic()
+        if result.written:
+            client.log.debug(
+                "pruned privacy tokens: %d removed, %d cleared, %d kept",
+                len(result.removed),
+                len(result.cleared),
+                len(result.kept),
+            )
+
+
+def start_pruning(client: Client) -> None:
+    client.spawn(prune_daily(client), "wa-tctoken-prune")
+
+
+# -- history sync -----------------------------------------------------------------------------
+@dataclass
+class HistoryToken:
+    """A privacy token a history sync conversation carries (Conversation fields 21, 22, 28)."""
+
+    jid: Jid  # the conversation's JID, without device
+    token: bytes
+    timestamp: int  # the issuer's t
+    sender_timestamp: int | None  # when we last issued ours to this contact
+
+
+def history_tokens(history: HistorySync) -> list[HistoryToken]:
+    """The tokens of a decoded history sync chunk: conversations with a non-empty `tcToken` and
+    a non-zero `tcTokenTimestamp` (Baileys 7 `storeTcTokensFromHistorySync`), of people only."""
+    out: list[HistoryToken] = []
+    for chat in history.conversations:
+        if not chat.tcToken or not chat.tcTokenTimestamp:
+            continue
+        try:
+            jid = Jid.parse(chat.id).to_non_ad()
+        except ValueError:
+            continue
+        if jid.server == C_US:
+            jid = Jid(jid.user, S_WHATSAPP_NET)
+        if not is_regular_user(jid):
+            continue
+        sender = chat.tcTokenSenderTimestamp if chat.HasField("tcTokenSenderTimestamp") else None
+        out.append(HistoryToken(jid, chat.tcToken, chat.tcTokenTimestamp, sender or None))
+    return out
+
+
+async def store_history_tokens(client: Client, history: HistorySync) -> list[str]:
+    """Keep the tokens of a history sync chunk under their storage keys, with the index, in one
+    write. A stored token as new or newer wins (Baileys compares with >= here)."""
+    candidates = [(await storage_key(client, t.jid), t) for t in history_tokens(history)]
+    if not candidates:
+        return []
+    existing = await client.store.get(CATEGORY, [key for key, _ in candidates])
+    entries: dict[str, Any] = {}
+    for key, found in candidates:
+        entry = TcToken.from_json(existing.get(key)) or TcToken()
+        current = _seconds(entry.timestamp) or 0
+        if current > 0 and current >= found.timestamp:
+            continue
+        entry.token = found.token
+        entry.timestamp = str(found.timestamp)
+        if found.sender_timestamp is not None:
+            entry.sender_timestamp = found.sender_timestamp
+        entries[key] = entry.to_json()
+    if entries:
+        changes = {**entries, **await index_write(client.store, list(entries))}
+        await client.store.set({CATEGORY: changes})
+    return list(entries)
