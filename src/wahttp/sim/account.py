@@ -146,6 +146,12 @@ async def on_clean_iq(server: SimServer, conn: ServerConnection, node: Node) -> 
     from wahttp.sim.iq import result
 
     clean = node.child("clean")
+    if conn.device is not None and clean is not None:
+        server.network.last_clean = {
+            "device": str(conn.device.jid),
+            "type": clean.attr("type") or "",
+            "timestamp": clean.attr("timestamp") or "",
+        }
     if conn.device is not None and clean is not None and clean.attr("type") == DIRTY_ACCOUNT_SYNC:
         server.network.dirty.discard((conn.device.number, conn.device.device_id))
         server.network.cleaned += 1

@@ -85,6 +85,8 @@ class Router:
         self.reporting_tokens: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         # valid / invalid / missing (a message secret but no token): see reporting.py
         self.reporting: Counter[str] = Counter()
+        # "<class>[:<type>]" -> pending stanzas cleared by their device's <ack>
+        self.acks: Counter[str] = Counter()
 
     # -- addressing ----------------------------------------------------------------------------
     def resolve(self, jid: Jid | None) -> tuple[Account, int] | None:
@@ -132,7 +134,11 @@ class Router:
     def acked(self, key: DeviceKey, ack: Node) -> bool:
         """A device's <ack> clears the one pending stanza it names; True if there was one."""
         box = self.mailboxes.get(key)
-        return box is not None and box.release(ack_key(ack))
+        pkey = ack_key(ack)
+        if box is None or not box.release(pkey):
+            return False
+        self.acks[f"{pkey[0]}:{pkey[4]}" if pkey[4] else pkey[0]] += 1
+        return True
 
     def receipted(self, key: DeviceKey, receipt: Node, ids: list[str]) -> None:
         """A device's receipt clears the messages it reports on, from the sender it names."""
