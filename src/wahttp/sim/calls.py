@@ -2,7 +2,8 @@
 
 The server sends each of the callee's linked devices `<call from=<caller> id t><offer call-id
 call-creator caller_pn>` with `<audio>` children (and `<video>` for a video call), as the real
-server does (Baileys `handleCall`, whatsmeow `handleCallEvent`); an offline device gets it from
+server does (Baileys `handleCall`, whatsmeow `handleCallEvent`); an offline device gets it, marked
+`offline`, from
 its queue. A device answers with an
 `<ack class="call">`; to decline it sends `<call id to=<caller>><reject call-id call-creator
 count="0"/></call>`, which the server acks (`<ack class="call" type="reject">`; Baileys'
