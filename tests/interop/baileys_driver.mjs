@@ -16,6 +16,9 @@
 // App state as Baileys reports it: {"event": "contacts", "kind": "upsert"|"update", "contacts"},
 // {"event": "chats", "kind": "upsert"|"update", "chats"}, {"event": "app-state-key", "keyId"},
 // {"event": "history-status", "syncType", "status"}, {"event": "account-synced", "counter"}.
+// Offline backlog and dirty bits: {"event": "pending-notifications"} (connection.update
+// receivedPendingNotifications: true), {"event": "dirty-timestamp", "timestamp"}
+// (creds.update lastAccountSyncTimestamp, kept from an <ib><dirty type="account_sync">).
 import { parseArgs } from 'node:util'
 import readline from 'node:readline'
 import {
@@ -115,6 +118,7 @@ async function start () {
     emit({ event: 'creds' })
     if (update.myAppStateKeyId) emit({ event: 'app-state-key', keyId: update.myAppStateKeyId })
     if (update.accountSyncCounter) emit({ event: 'account-synced', counter: update.accountSyncCounter })
+    if (update.lastAccountSyncTimestamp) emit({ event: 'dirty-timestamp', timestamp: update.lastAccountSyncTimestamp })
   })
   current.ev.on('messaging-history.status', ({ syncType, status }) => emit({ event: 'history-status', syncType, status }))
   const plain = (items) => JSON.parse(JSON.stringify(items, (k, v) => (k === 'conditional' ? undefined : v)))
@@ -171,6 +175,7 @@ async function start () {
       }
     }
     if (update.isNewLogin) emit({ event: 'paired', me: authState.creds.me })
+    if (update.receivedPendingNotifications) emit({ event: 'pending-notifications' })
     if (connection === 'open') {
       setState('open')
       emit({ event: 'open', me: authState.creds.me })

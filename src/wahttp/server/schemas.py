@@ -178,6 +178,9 @@ class SessionStatus(BaseModel):
     last_disconnect: Disconnect | None
     worker: str | None = None
     """The worker (`wahttp serve` process) running this session."""
+    received_pending_notifications: bool = False
+    """The server delivered what waited for this session while it was offline (its
+    `<ib><offline>` came on the current stream); what arrives now is live."""
 
 
 class QRResponse(BaseModel):

@@ -35,7 +35,13 @@ from wahttp.wa.client import (
     QRCode,
 )
 from wahttp.wa.client.client import SentStore
-from wahttp.wa.client.events import CallOffer, ContactPicture, MessageAck, MessageReceived
+from wahttp.wa.client.events import (
+    CallOffer,
+    ContactPicture,
+    MessageAck,
+    MessageReceived,
+    OfflineSyncCompleted,
+)
 from wahttp.wa.client.messages import new_message_id, text_message
 from wahttp.wa.client.send import SendError, SendResult, send_message
 from wahttp.wa.errors import CertificateError, ConnectionClosed, HandshakeError, WAError
@@ -109,6 +115,9 @@ class ManagedSession:
         self.state = SessionState.CREATED
         self.since = _now()
         self.last_disconnect: DisconnectInfo | None = None
+        # The server delivered this stream's offline backlog (`<ib><offline>`): what comes now
+        # is live (Baileys' receivedPendingNotifications). False again on each new stream.
+        self.received_pending_notifications = False
         self.qr: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -125,6 +134,8 @@ class ManagedSession:
             return
         self.log.info("state %s -> %s", self.state, state)
         self.state, self.since = state, _now()
+        if state == SessionState.CONNECTING:
+            self.received_pending_notifications = False
         if state != SessionState.AWAITING_PAIRING:
             self.qr = None
             self._registering.clear()
@@ -176,6 +187,8 @@ class ManagedSession:
             self._registering.set()
         elif isinstance(event, Connected):
             await self.set_state(SessionState.OPEN)
+        elif isinstance(event, OfflineSyncCompleted):
+            self.received_pending_notifications = True
         elif isinstance(event, PairSuccess):
             self.log.info("linked to %s", event.jid)
         elif isinstance(event, Disconnected | LoggedOut):

@@ -15,7 +15,7 @@ Stanza shapes follow what whatsmeow (`notification.go`, `connectionevents.go`) a
   queue (the client answers `<iq xmlns="urn:xmpp:whatsapp:dirty" type="set"><clean type
   timestamp/>`), and `<ib><offline_preview count message notification receipt call
   appdata/></ib>` before a non-empty backlog (the client answers `<ib><offline_batch
-  count/>`); `<ib><offline count/>` follows the backlog (server.py).
+  count/>`); `<ib><offline count/>` follows the backlog (offline.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import base64
 import hashlib
 import secrets
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
@@ -132,31 +131,14 @@ async def reregister(server: SimServer, account: Account) -> dict[str, object]:
 
 
 async def before_backlog(server: SimServer, conn: ServerConnection) -> None:
-    """At login: `<ib><dirty>` when an account_sync waited, `<ib><offline_preview>` when
-    anything did."""
+    """At login: `<ib><dirty>` when an account_sync waited (the offline preview follows,
+    offline.py)."""
     device = conn.device
     assert device is not None
     key = (device.number, device.device_id)
     if key in server.network.dirty:
         dirty = Node("dirty", {"type": DIRTY_ACCOUNT_SYNC, "timestamp": str(int(time.time()))})
         await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [dirty]))
-    box = server.router.mailbox(key)
-    backlog = list(box.pending.values()) + box.queue
-    if not backlog:
-        return
-    kinds = Counter(s.tag for s in backlog)
-    preview = Node(
-        "offline_preview",
-        {
-            "count": str(len(backlog)),
-            "message": str(kinds["message"]),
-            "notification": str(kinds["notification"]),
-            "receipt": str(kinds["receipt"]),
-            "call": str(kinds["call"]),
-            "appdata": "0",
-        },
-    )
-    await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [preview]))
 
 
 async def on_clean_iq(server: SimServer, conn: ServerConnection, node: Node) -> Node:
@@ -164,6 +146,12 @@ async def on_clean_iq(server: SimServer, conn: ServerConnection, node: Node) -> 
     from wahttp.sim.iq import result
 
     clean = node.child("clean")
+    if conn.device is not None and clean is not None:
+        server.network.last_clean = {
+            "device": str(conn.device.jid),
+            "type": clean.attr("type") or "",
+            "timestamp": clean.attr("timestamp") or "",
+        }
     if conn.device is not None and clean is not None and clean.attr("type") == DIRTY_ACCOUNT_SYNC:
         server.network.dirty.discard((conn.device.number, conn.device.device_id))
         server.network.cleaned += 1
@@ -171,6 +159,9 @@ async def on_clean_iq(server: SimServer, conn: ServerConnection, node: Node) -> 
 
 
 def on_ib(server: SimServer, conn: ServerConnection, node: Node) -> None:
-    """A client's `<ib>`: `<offline_batch count>` after a preview is counted."""
-    if node.child("offline_batch") is not None:
+    """A client's `<ib>`: `<offline_batch count>` asks for the next batch of its backlog."""
+    batch = node.child("offline_batch")
+    if batch is not None:
         conn.offline_batches += 1
+        if conn.offline is not None:
+            conn.offline.ask(batch)

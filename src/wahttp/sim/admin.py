@@ -465,6 +465,16 @@ def create_admin_app(server: SimServer) -> FastAPI:
                 {"from": f, "to": t, "type": k, "count": n} for (f, t, k), n in sorted(enc.items())
             ],
             "replaced": server.replaced,
+            # Logins' backlogs (sim/offline.py); `lenient`: sent without an <offline_batch>.
+            "offline": vars(server.offline_stats).copy(),
+            # <ib><dirty> flags waiting, and <clean> iqs that cleared one.
+            "dirty": {
+                "waiting": len(server.network.dirty),
+                "cleaned": server.network.cleaned,
+                "last_clean": server.network.last_clean,
+            },
+            # "<class>[:<type>]" -> stanzas a device acked ("notification:picture": 2, ...)
+            "acks": dict(sorted(server.router.acks.items())),
             "reporting_tokens": {
                 k: server.router.reporting[k] for k in ("valid", "invalid", "missing")
             },

@@ -2,11 +2,11 @@
 
 The server sends each of the callee's linked devices `<call from=<caller> id t><offer call-id
 call-creator caller_pn>` with `<audio>` children (and `<video>` for a video call), as the real
-server does (Baileys `handleCall`, whatsmeow `handleCallEvent`); an offline device gets it from
-its queue. A device answers with an
-`<ack class="call">`; to decline it sends `<call id to=<caller>><reject call-id call-creator
-count="0"/></call>`, which the server acks (`<ack class="call" type="reject">`; Baileys'
-`rejectCall` waits for that answer) and records: the caller's phone stops ringing.
+server does (Baileys `handleCall`, whatsmeow `handleCallEvent`); an offline device gets it
+from its queue, marked `offline`. A device answers with an `<ack class="call">`; to decline
+it sends `<call id to=<caller>><reject call-id call-creator count="0"/></call>`, which the
+server acks (`<ack class="call" type="reject">`; Baileys' `rejectCall` waits for that answer)
+and records: the caller's phone stops ringing.
 """
 
 from __future__ import annotations

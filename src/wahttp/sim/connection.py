@@ -20,6 +20,7 @@ from wahttp.wa.proto import client_payload_pb2 as cp
 
 if TYPE_CHECKING:
     from wahttp.sim.network import Device
+    from wahttp.sim.offline import OfflineDelivery
     from wahttp.sim.server import SimServer
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class ServerConnection:
         self._stall_timer: asyncio.TimerHandle | None = None
         self.pings = 0
         self.offline_batches = 0  # <ib><offline_batch> answers to an offline preview
+        self.offline: OfflineDelivery | None = None  # this login's backlog (offline.py)
+        self._offline_task: asyncio.Task[None] | None = None
 
     def new_id(self) -> str:
         return f"sim.{self.conn_id}.{next(self._ids)}"
@@ -72,6 +75,8 @@ class ServerConnection:
             log.debug("conn %d closed: %s", self.conn_id, type(exc).__name__)
         finally:
             self.closed.set()
+            if self._offline_task is not None:
+                self._offline_task.cancel()
             if self._stall_timer is not None:
                 self._stall_timer.cancel()
             for fut in self.pending.values():
@@ -97,6 +102,16 @@ class ServerConnection:
         except Exception as exc:  # protobuf DecodeError
             raise WAError("malformed ClientPayload") from exc
         self.cipher = hs.transport()
+
+    def start_offline(self, delivery: OfflineDelivery) -> None:
+        """Drain a login's backlog in the background (the reader reads the client's asks)."""
+        self.offline = delivery
+        self._offline_task = asyncio.create_task(delivery.run(), name=f"offline-{self.conn_id}")
+        self._offline_task.add_done_callback(self._offline_done)
+
+    def _offline_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("conn %d: offline delivery failed", self.conn_id, exc_info=task.exception())
 
     async def recv_node(self) -> Node:
         assert self.cipher is not None

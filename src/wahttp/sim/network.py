@@ -85,6 +85,7 @@ class Network:
         # (number, device id) of companions an account_sync waits for: <ib><dirty> at login
         self.dirty: set[tuple[str, int]] = set()
         self.cleaned = 0  # dirty flags a client cleared with <clean>
+        self.last_clean: dict[str, str] | None = None  # the last <clean>: device, type, timestamp
         self.reregistered = 0  # phones that registered again (a new identity)
 
     def create_account(

@@ -2,8 +2,9 @@
 back to the sending device, and every device has an offline queue.
 
 A stanza stays "pending" for a device until that device acks it; on every login pending stanzas
-are delivered again first, then the queue, then `<ib><offline count=N/>` — the at-least-once
-delivery real clients rely on.
+are delivered again first, then the queue, in the batches the client asks for, each marked
+`offline`, then `<ib><offline count=N/>` (offline.py) — the at-least-once delivery real clients
+rely on.
 
 As on the real server, an <ack> names its stanza by class (the tag), id, `to` (the stanza's
 `from`), `participant` and, except for messages, `type`: a delivery and a read receipt of one
@@ -84,6 +85,8 @@ class Router:
         self.reporting_tokens: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         # valid / invalid / missing (a message secret but no token): see reporting.py
         self.reporting: Counter[str] = Counter()
+        # "<class>[:<type>]" -> pending stanzas cleared by their device's <ack>
+        self.acks: Counter[str] = Counter()
 
     # -- addressing ----------------------------------------------------------------------------
     def resolve(self, jid: Jid | None) -> tuple[Account, int] | None:
@@ -131,7 +134,11 @@ class Router:
     def acked(self, key: DeviceKey, ack: Node) -> bool:
         """A device's <ack> clears the one pending stanza it names; True if there was one."""
         box = self.mailboxes.get(key)
-        return box is not None and box.release(ack_key(ack))
+        pkey = ack_key(ack)
+        if box is None or not box.release(pkey):
+            return False
+        self.acks[f"{pkey[0]}:{pkey[4]}" if pkey[4] else pkey[0]] += 1
+        return True
 
     def receipted(self, key: DeviceKey, receipt: Node, ids: list[str]) -> None:
         """A device's receipt clears the messages it reports on, from the sender it names."""
@@ -160,13 +167,20 @@ class Router:
                 numbers.add(account.number)
         return numbers
 
-    async def flush(self, key: DeviceKey, conn: ServerConnection) -> int:
-        """After a login: redeliver unacked stanzas, then the offline queue."""
+    def take_backlog(self, key: DeviceKey) -> list[Node]:
+        """What a device finds at login: unacked stanzas, then the queue, all held as pending
+        (acked one by one as they are delivered; a drop halfway keeps every unacked one)."""
         box = self.mailbox(key)
         backlog = list(box.pending.values()) + box.queue
         box.queue = []
         for stanza in backlog:
             box.hold(stanza)
+        return backlog
+
+    async def flush(self, key: DeviceKey, conn: ServerConnection) -> int:
+        """Send the whole backlog at once, unmarked (logins use offline.OfflineDelivery)."""
+        backlog = self.take_backlog(key)
+        for stanza in backlog:
             await conn.send_node(stanza)
         return len(backlog)
 

@@ -19,11 +19,11 @@ from wahttp.sim.connection import ServerConnection
 from wahttp.sim.faults import Faults
 from wahttp.sim.media import MediaStore
 from wahttp.sim.network import Network
+from wahttp.sim.offline import OFFLINE_BATCH_WAIT, OfflineDelivery, OfflineStats
 from wahttp.sim.routing import Router
 from wahttp.wa.binary import Node
 from wahttp.wa.certs import issue_cert_chain
 from wahttp.wa.crypto import KeyPair
-from wahttp.wa.jid import S_WHATSAPP_NET
 
 log = logging.getLogger(__name__)
 WS_PATH = "/ws/chat"
@@ -64,6 +64,9 @@ class SimServer:
         # The media host (sim/media.py), served by the admin API's server; the runner sets its
         # host:port.
         self.media = MediaStore()
+        # Seconds a login's backlog waits for the client's <offline_batch> (offline.py).
+        self.offline_batch_wait = OFFLINE_BATCH_WAIT
+        self.offline_stats = OfflineStats()
 
     @property
     def url(self) -> str:
@@ -206,9 +209,12 @@ class SimServer:
         )
         await conn.send_node(success)
         await account.before_backlog(self, conn)
-        backlog = await self.router.flush((device.number, device.device_id), conn)
-        offline = Node("offline", {"count": str(backlog)})
-        await conn.send_node(Node("ib", {"from": S_WHATSAPP_NET}, [offline]))
+        # The backlog drains beside the stream's reader: it waits for the client's
+        # <offline_batch>, which that reader must be free to read (offline.py).
+        backlog = self.router.take_backlog((device.number, device.device_id))
+        conn.start_offline(
+            OfflineDelivery(conn, backlog, wait=self.offline_batch_wait, stats=self.offline_stats)
+        )
 
     def on_closed(self, conn: ServerConnection) -> None:
         if conn.device is not None:

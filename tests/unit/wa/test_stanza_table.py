@@ -31,6 +31,7 @@ from wahttp.wa.client.events import (
     ContactPicture,
     MessageAck,
     MessageReceived,
+    OfflineSyncCompleted,
     UndecryptableMessage,
 )
 from wahttp.wa.client.lane import Job, Lane
@@ -335,6 +336,13 @@ def rejected_first(rig: Rig, node: Node) -> None:
     assert rig.sent[0].children()[0].tag == "reject"
 
 
+def missed_not_rejected(rig: Rig, node: Node) -> None:
+    """A call from the offline backlog rang while we were away: an event, no reject."""
+    offers = [e for e in rig.events if isinstance(e, CallOffer)]
+    assert [(o.offline, o.rejected) for o in offers] == [(True, False)]
+    assert [n.tag for n in rig.sent] == ["ack"]
+
+
 def retry_receipt(rig: Rig, node: Node) -> None:
     assert any(isinstance(e, UndecryptableMessage) for e in rig.events)
     assert [n.attr("type") for n in rig.others()] == ["retry"]
@@ -424,7 +432,12 @@ CASES: dict[str, list[Probe]] = {
         ),
     ],
     "`<ib><offline count>`": [
-        Probe(Node("ib", {}, [Node("offline", {"count": "3"})]), "processed", logged="offline"),
+        Probe(
+            Node("ib", {}, [Node("offline", {"count": "3"})]),
+            "processed",
+            event(OfflineSyncCompleted),
+            logged="offline",
+        ),
     ],
     "`<ib><edge_routing><routing_info>`": [
         Probe(
@@ -451,6 +464,16 @@ CASES: dict[str, list[Probe]] = {
             call_node(Node("offer", {"call-id": "C1", "call-creator": CONTACT})),
             "processed",
             rejected_first,
+            config=ClientConfig(reject_calls=True),
+        ),
+        Probe(
+            Node(
+                "call",
+                {"id": "c1", "from": CONTACT, "t": "1700000000", "offline": "3"},
+                [Node("offer", {"call-id": "C1", "call-creator": CONTACT})],
+            ),
+            "processed",
+            missed_not_rejected,
             config=ClientConfig(reject_calls=True),
         ),
     ],

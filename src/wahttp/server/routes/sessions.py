@@ -123,6 +123,7 @@ async def session_status(row: SessionRow, services: ServicesDep) -> SessionStatu
         if last
         else None,
         worker=services.cluster.worker_id,
+        received_pending_notifications=session.received_pending_notifications,
     )
 
 

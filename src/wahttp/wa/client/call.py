@@ -6,6 +6,9 @@ wahttp does not do voice or video (no WebRTC): it only sees the signalling. The 
 call (`terminate`, `reject`, `accept`, `preaccept`, `transport`, `relaylatency`) share its
 call-id. Every `<call>` is acked (Baileys `handleCall`, whatsmeow `handleCallEvent`).
 
+An offer with the `offline` attribute came from the backlog after a login: the call rang while
+we were away and is over, so WAHTTP_REJECT_CALLS leaves it alone.
+
 Rejecting is `<call id from=<us> to=<caller>><reject call-id call-creator=<caller> count="0"/>`
 (Baileys `rejectCall`, whatsmeow `RejectCall`); the server acks it.
 """
@@ -69,9 +72,15 @@ async def on_call(client: Client, node: Node) -> None:
     try:
         offer = parse_offer(node)
         if offer is not None:
-            rejecting = client.config.reject_calls
+            # A call from the offline backlog rang while we were away: it no longer rings
+            # (Baileys marks it `offline` and upserts it as 'append', not 'notify'), so there is
+            # nothing to reject; the event still tells the owner about it.
+            rejecting = client.config.reject_calls and not offer.offline
             kind = "video" if offer.is_video else "voice"
-            client.log.info("incoming %s call%s", kind, " (rejecting)" if rejecting else "")
+            if offer.offline:
+                client.log.info("missed %s call (while offline)", kind)
+            else:
+                client.log.info("incoming %s call%s", kind, " (rejecting)" if rejecting else "")
             if rejecting:
                 with contextlib.suppress(WAError, ValueError):
                     await reject(client, offer.from_, offer.id)

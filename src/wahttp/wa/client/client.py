@@ -21,7 +21,7 @@ from wahttp.wa.auth.creds import Creds, new_creds
 from wahttp.wa.auth.signal_store import SignalStore
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.binary import Node
-from wahttp.wa.client import handlers
+from wahttp.wa.client import handlers, ib
 from wahttp.wa.client import send as send_mod
 from wahttp.wa.client import version as version_mod
 from wahttp.wa.client.abprops import ABProps
@@ -108,6 +108,7 @@ class Client:
         self.tc_pruned_at: float | None = None  # monotonic time of the last token pruning
         # App-state syncs run one at a time (wahttp.wa.client.appstate).
         self.appstate_lock = asyncio.Lock()
+        self.offline_sync = ib.OfflineSync()
 
     # -- credentials -------------------------------------------------------------------------
     @property
@@ -192,6 +193,7 @@ class Client:
         self._closed = asyncio.get_running_loop().create_future()
         self._close_reason = None
         self.last_received = asyncio.get_running_loop().time()
+        self.offline_sync = ib.OfflineSync()  # this stream's backlog (ib.py)
         self._reader = asyncio.create_task(self._read_loop(self._conn), name="wa-reader")
 
     async def wait_closed(self) -> tuple[int, str]:
@@ -317,6 +319,8 @@ class Client:
         except Exception:
             # A bug in one feature must not kill the connection; it is logged with its trace.
             self.log.exception("handler for <%s> failed", node.tag)
+        if node.attrs.get("offline"):  # a backlog stanza handled: maybe ask for the next batch
+            await ib.offline_stanza_handled(self)
 
     # -- sending -----------------------------------------------------------------------------
     def new_id(self) -> str:

@@ -126,6 +126,14 @@ class ContactPicture:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class OfflineSyncCompleted:
+    """The server delivered everything that waited for us (`<ib><offline count>`); what
+    arrives from now on is live. Baileys: `receivedPendingNotifications`."""
+
+    count: int
+
+
 Event = (
     QRCode
     | PairSuccess
@@ -138,4 +146,5 @@ Event = (
     | UndecryptableMessage
     | CallOffer
     | ContactPicture
+    | OfflineSyncCompleted
 )

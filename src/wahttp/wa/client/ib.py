@@ -1,11 +1,21 @@
-"""Info-broadcast stanzas (<ib>) and acks for stanzas no feature consumes yet."""
+"""Info-broadcast stanzas (<ib>) and acks for stanzas no feature consumes yet.
+
+The offline backlog: after a login the server announces what waited for us
+(`<offline_preview count ...>`), we ask for it in batches (`<ib><offline_batch count/>`, 100
+at a time as Baileys and WA Web do; unlike Baileys, which asks once, we ask again when a batch
+is handled and more was announced), each backlog stanza comes with an `offline` attribute and
+`<ib><offline count/>` ends it: an `OfflineSyncCompleted` event (Baileys:
+`connection.update` `receivedPendingNotifications: true`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
+from wahttp.wa.client.events import OfflineSyncCompleted
 from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
@@ -29,8 +39,37 @@ async def _edge_routing(client: Client, child: Node) -> None:
         await client.save_creds()
 
 
+OFFLINE_BATCH = 100
+
+
+@dataclass
+class OfflineSync:
+    """One stream's backlog: what the preview announced, what we asked for and got."""
+
+    expected: int = 0
+    asked: int = 0
+    received: int = 0
+    completed: bool = False
+
+
+async def _ask_batch(client: Client) -> None:
+    client.offline_sync.asked += OFFLINE_BATCH
+    batch = Node("offline_batch", {"count": str(OFFLINE_BATCH)})
+    await client.send_node(Node("ib", {}, [batch]))
+
+
 async def _offline_preview(client: Client, child: Node) -> None:
-    await client.send_node(Node("ib", {}, [Node("offline_batch", {"count": "100"})]))
+    client.offline_sync = OfflineSync(expected=child.attr_int("count", 0))
+    await _ask_batch(client)
+
+
+async def offline_stanza_handled(client: Client) -> None:
+    """A stanza marked `offline` was handled: ask for the next batch once this one is through
+    and the preview announced more."""
+    sync = client.offline_sync
+    sync.received += 1
+    if not sync.completed and sync.asked <= sync.received < sync.expected:
+        await _ask_batch(client)
 
 
 async def _downgrade_webclient(client: Client, child: Node) -> None:
@@ -38,7 +77,10 @@ async def _downgrade_webclient(client: Client, child: Node) -> None:
 
 
 async def _offline(client: Client, child: Node) -> None:
-    client.log.debug("offline backlog delivered (%s)", child.attr("count"))
+    count = child.attr_int("count", 0)
+    client.offline_sync.completed = True
+    client.log.info("offline backlog delivered: %d stanzas", count)
+    await client.emit(OfflineSyncCompleted(count))
 
 
 async def _clean(client: Client, dirty: Node) -> None:
