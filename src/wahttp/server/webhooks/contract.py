@@ -22,12 +22,13 @@ on it. `data` is what server/events.py builds for each type (the TypedDicts belo
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypedDict, get_args
+
+from wahttp.server.db import dumps
 
 EventType = Literal["message", "message.ack", "session.status", "call", "contact.picture"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -91,11 +92,6 @@ class StatusData(TypedDict):
     jid: str | None
     lastDisconnect: dict[str, Any] | None
     at: str
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON as the body and the stored data are written (no NaN, UTF-8 kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def to_millis(moment: datetime) -> int:

@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import asyncpg
 
-from wahttp.server.db import Database
-from wahttp.server.webhooks.contract import WebhookEvent, dumps
+from wahttp.server.db import Database, dumps
+from wahttp.server.webhooks.contract import WebhookEvent
 from wahttp.server.webhooks.outcome import Outcome
 from wahttp.server.webhooks.targets import Target, TargetKind
 from wahttp.server.webhooks.urls import check_url
