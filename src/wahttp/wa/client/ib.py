@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
+from wahttp.wa.close import CloseCode
 from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ async def _offline_preview(client: Client, child: Node) -> None:
 
 
 async def _downgrade_webclient(client: Client, child: Node) -> None:
-    await client.close(411, "multi-device not enabled for this account")
+    await client.close(CloseCode.MD_NOT_ENABLED, "multi-device not enabled for this account")
 
 
 async def _offline(client: Client, child: Node) -> None:
