@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypedDict, get_args
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 from wahttp.server.db import dumps
 
@@ -59,12 +59,13 @@ class MessageData(TypedDict):
 
 
 class AckData(TypedDict):
-    """`data` of a `message.ack` event."""
+    """`data` of a `message.ack` event; `error` only with status "failed" (null: no reason)."""
 
     id: str
     chat: str
     status: str
     device: str | None
+    error: NotRequired[dict[str, Any] | None]
 
 
 CallData = TypedDict(
@@ -82,6 +83,16 @@ CallData = TypedDict(
     },
 )
 """`data` of a `call` event (`from` is a Python keyword: the functional form)."""
+
+
+class PictureData(TypedDict):
+    """`data` of a `contact.picture` event."""
+
+    jid: str
+    author: str | None
+    pictureId: str | None
+    removed: bool
+    timestamp: int
 
 
 class StatusData(TypedDict):
