@@ -35,14 +35,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wahttp.wa import crypto
-from wahttp.wa.auth.bufferjson import b64encode
+from wahttp.wa.auth.bufferjson import b64encode, js_json_dumps, js_json_loads
 from wahttp.wa.auth.creds import Creds, Me, SignalIdentity, SignedPreKey
 from wahttp.wa.auth.filenames import split_file_name
 from wahttp.wa.auth.multifile import (
     AuthFolderError,
     FolderState,
-    js_json_dumps,
-    js_json_loads,
     read_folder,
     write_folder,
 )

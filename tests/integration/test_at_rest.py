@@ -26,10 +26,10 @@ from wahttp.server.db import Database
 from wahttp.server.settings import Settings
 from wahttp.server.store import PostgresAuthStore, SessionRepository, export_auth_json
 from wahttp.sim.runner import SimHandle
-from wahttp.wa.auth.bufferjson import b64decode, to_json
+from wahttp.wa.auth.bufferjson import b64decode, js_json_loads, to_json
 from wahttp.wa.auth.creds import Creds, Me, new_creds
 from wahttp.wa.auth.mirror import FolderMirror
-from wahttp.wa.auth.multifile import js_json_loads, read_folder
+from wahttp.wa.auth.multifile import read_folder
 from wahttp.wa.auth.sealing import SEALS_PER_SUBKEY, SealContext, Sealer, SealError, is_sealed
 from wahttp.wa.auth.store import AuthStore
 from wahttp.wa.crypto import KeyPair

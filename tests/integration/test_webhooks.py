@@ -459,12 +459,12 @@ async def test_two_workers_drain_one_outbox_each_row_once(
 async def test_a_crashed_claimers_lease_expires_and_another_delivers(
     db: Database, make_hooks: MakeHooks, receiver: Receiver
 ) -> None:
-    from wahttp.server.webhooks import _Outcome
+    from wahttp.server.webhooks import Outcome, Verdict
 
     await new_session(db, "jay", receiver.url)
     crashed = make_hooks(timeout=0.2, lease=0.8)
     event_id = await crashed.publish("jay", "message", {"id": "c"})
-    claimed = await crashed._claim(10)  # claims, then "dies" without delivering
+    claimed = await crashed.outbox.claim(10, crashed.lease)  # then "dies" undelivered
     assert [job.event_id for job in claimed] == [event_id]
     survivor = make_hooks()
     started = time.monotonic()
@@ -475,7 +475,7 @@ async def test_a_crashed_claimers_lease_expires_and_another_delivers(
     assert row["attempts"] == 2 and row["claim_token"] is None
     assert [r.event_id for r in receiver.requests] == [event_id]
     # The crashed worker's late outcome cannot touch the row again.
-    await crashed._record(claimed[0], _Outcome("pending", 500, "late", 0.0))
+    await crashed.deliverer.record(claimed[0], Outcome(Verdict.RETRY, 500, "late", 0.0))
     again = (await outbox(db))[0]
     assert again["status"] == "delivered" and again["delivered_at"] == row["delivered_at"]
 
@@ -486,7 +486,7 @@ async def test_a_lease_lost_on_the_last_attempt_ends_dead(
     await new_session(db, "kim", receiver.url)
     crashed = make_hooks(timeout=0.1, lease=0.3, max_attempts=1)
     await crashed.publish("kim", "message", {"id": "k"})
-    assert len(await crashed._claim(10)) == 1
+    assert len(await crashed.outbox.claim(10, crashed.lease)) == 1
     survivor = make_hooks(max_attempts=1)
     survivor.start()
 
@@ -552,7 +552,8 @@ async def test_a_failed_listen_is_tried_again_soon(
     hooks.start()
 
     async def listening() -> bool:
-        return failures == 0 and hooks._listener is not None
+        listener = hooks.deliverer.listener
+        return failures == 0 and listener is not None and listener.listening
 
     await eventually(listening, timeout=5)
     await asyncio.sleep(0.2)  # past any claim of that loop turn
@@ -618,7 +619,7 @@ async def test_the_body_is_stable_across_storage(db: Database, make_hooks: MakeH
         assert [t.kind for t in targets] == ["global"] and GLOBAL_SECRET not in repr(targets)
         assert len(await enqueue(conn, event, targets)) == 1
         assert await enqueue(conn, event, targets) == []  # same event, same URL: no-op
-    job = (await hooks._claim(1))[0]
+    job = (await hooks.outbox.claim(1, hooks.lease))[0]
     rebuilt = encode_body(job.event_id, job.type, job.session_id, job.occurred_at, job.data)
     assert json.loads(rebuilt) == json.loads(event.body())
 
@@ -934,7 +935,7 @@ async def test_a_hanging_endpoint_delays_only_its_own_events(
         slow_rows = [r for r in await outbox(db) if r["session_id"] == "slow"]
         assert all(r["last_error"] is None and r["status"] == "pending" for r in slow_rows)
         assert len(hanging.requests) == 2
-        assert sum(1 for j in hooks._inflight.values() if j.url == hanging.url) == 2
+        assert sum(1 for j in hooks.deliverer.inflight.values() if j.url == hanging.url) == 2
     finally:
         await hanging.down()
         await prompt.down()

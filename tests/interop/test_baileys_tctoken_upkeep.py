@@ -16,7 +16,8 @@ from baileys_tools import Baileys, link_baileys_by_code
 from simtools import new_phone
 
 from wahttp.sim.runner import SimHandle
-from wahttp.wa.auth.multifile import js_json_loads, read_folder, write_folder
+from wahttp.wa.auth.bufferjson import js_json_loads
+from wahttp.wa.auth.multifile import read_folder, write_folder
 from wahttp.wa.auth.store import MemoryAuthStore
 from wahttp.wa.client import tctoken
 from wahttp.wa.client.tctoken import TcToken

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from wahttp.wa.auth import Creds, Me, SignalIdentity, new_creds
-from wahttp.wa.auth.bufferjson import b64decode, b64encode
+from wahttp.wa.auth.bufferjson import b64decode, b64encode, js_json_dumps, js_json_loads
 from wahttp.wa.auth.filenames import file_key_id
-from wahttp.wa.auth.multifile import js_json_dumps, js_json_loads, read_folder, write_folder
+from wahttp.wa.auth.multifile import read_folder, write_folder
 from wahttp.wa.proto import adv_pb2
 
 pytestmark = pytest.mark.interop

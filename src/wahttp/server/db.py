@@ -88,11 +88,12 @@ def load_migrations() -> list[Migration]:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
-            type_name, schema="pg_catalog", encoder=_dumps, decoder=json.loads, format="text"
+            type_name, schema="pg_catalog", encoder=dumps, decoder=json.loads, format="text"
         )
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """The service's compact JSON (jsonb values, sealed payloads, webhook bodies)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 
 from wahttp.server.messages import MessageRepository
+from wahttp.server.webhooks.contract import (
+    AckData,
+    CallData,
+    MessageData,
+    PictureData,
+    StatusData,
+)
 from wahttp.wa.client.events import CallOffer, ContactPicture, MessageAck, MessageReceived
 
 if TYPE_CHECKING:
@@ -56,7 +63,7 @@ class ServiceEvents:
         self,
         session_id: str,
         type: str,
-        data: dict[str, Any],
+        data: Mapping[str, Any],
         conn: asyncpg.Connection | None = None,
     ) -> None:
         if self.webhooks is not None:
@@ -71,7 +78,7 @@ class ServiceEvents:
         the webhook: those kinds are not announced."""
         if event.kind in UNANNOUNCED_KINDS:
             return
-        data = {
+        data: MessageData = {
             "id": event.id,
             "chat": event.chat,
             "sender": event.sender,
@@ -139,14 +146,14 @@ class ServiceEvents:
         conn: asyncpg.Connection,
         error: SendFailure | None = None,
     ) -> None:
-        data: dict[str, Any] = {"id": message_id, "chat": chat, "status": status, "device": device}
+        data: AckData = {"id": message_id, "chat": chat, "status": status, "device": device}
         if status == "failed":
             data["error"] = error.to_json() if error is not None else None
         await self._emit(session_id, "message.ack", data, conn)
 
     async def on_call(self, session_id: str, event: CallOffer) -> None:
         """An incoming call offer: a `call` webhook event (through the outbox)."""
-        data = {
+        data: CallData = {
             "id": event.id,
             "from": event.from_,
             "callerPn": event.caller_pn,
@@ -161,7 +168,7 @@ class ServiceEvents:
 
     async def on_picture(self, session_id: str, event: ContactPicture) -> None:
         """A profile picture changed: a `contact.picture` webhook event."""
-        data = {
+        data: PictureData = {
             "jid": event.jid,
             "author": event.author,
             "pictureId": event.picture_id,
@@ -172,7 +179,7 @@ class ServiceEvents:
 
     async def on_status(self, session: ManagedSession) -> None:
         last = session.last_disconnect
-        data = {
+        data: StatusData = {
             "state": str(session.state),
             "since": session.since.isoformat(),
             "jid": session.jid,

@@ -1,8 +1,8 @@
 """The session manager: one WhatsApp client per session, each with a truthful state machine.
 
 It restores every stored session at start, reconnects with exponential backoff and jitter,
-follows WhatsApp's close codes (515 restart at once, 401 logged out -> remove, 440 replaced ->
-stop) and closes every socket on shutdown within a deadline.
+follows WhatsApp's close codes (wa/close.py `decide`: 515 restart at once, 401 logged out ->
+remove, 440 replaced -> stop) and closes every socket on shutdown within a deadline.
 """
 
 from __future__ import annotations
@@ -44,18 +44,12 @@ from wahttp.wa.client.events import (
 )
 from wahttp.wa.client.messages import new_message_id, text_message
 from wahttp.wa.client.send import SendError, SendResult, send_message
+from wahttp.wa.close import CloseCode, Next, decide, needs_linked, restarts
 from wahttp.wa.errors import CertificateError, ConnectionClosed, HandshakeError, WAError
 from wahttp.wa.jid import Jid
 from wahttp.wa.logs import SessionLogger
 
 log = logging.getLogger(__name__)
-
-RESTART = 515
-REPLACED = 440
-QR_ENDED = 408
-# Closes after which retrying cannot help: banned, outdated client, rejected user agent.
-FATAL = frozenset({402, 405, 409, 411})
-LOGGED_OUT = frozenset({401, 403, 406})
 
 StoreFactory = Callable[[str], AuthStore]
 StatusListener = Callable[["ManagedSession"], Awaitable[None] | None]
@@ -75,12 +69,17 @@ class PendingCode:
 
 @dataclass(frozen=True, slots=True)
 class DisconnectInfo:
+    """The last close, as the status shows it (`code` a plain int: a CloseCode or any other)."""
+
     code: int
     reason: str
     at: datetime
 
+    @classmethod
+    def now(cls, code: int, reason: str) -> DisconnectInfo:
+        return cls(int(code), reason, _now())
 
-CERTIFICATE_REFUSED = 495  # nginx's "SSL certificate error": ours is the Noise chain's
+
 CERTIFICATE_HINT = "server certificate refused: check WAHTTP_WA_ROOT_KEY / WAHTTP_WA_URL"
 
 
@@ -192,7 +191,7 @@ class ManagedSession:
         elif isinstance(event, PairSuccess):
             self.log.info("linked to %s", event.jid)
         elif isinstance(event, Disconnected | LoggedOut):
-            self.last_disconnect = DisconnectInfo(event.code, event.reason, _now())
+            self.last_disconnect = DisconnectInfo.now(event.code, event.reason)
         elif isinstance(event, MessageReceived) and self.manager.events is not None:
             await self.manager.events.on_message(self.id, event)
         elif isinstance(event, MessageAck) and self.manager.events is not None:
@@ -209,17 +208,17 @@ class ManagedSession:
             code, reason = await self._connect_once()
             if self._stopping:
                 break
-            if self.state == SessionState.OPEN or code == RESTART:
+            if self.state == SessionState.OPEN or restarts(code):
                 attempt = 0
             try:
-                outcome = await self._after_close(code, reason)
+                then = await self._after_close(code, reason)
             except Exception as exc:  # e.g. the database is down: retry, never end the session
                 self._log_failure("after a close", exc)
-                outcome = "retry"
-            if outcome == "stop":
-                return
-            if outcome == "again":
+                then = Next.RECONNECT
+            if then is Next.RESTART:
                 continue
+            if then is not Next.RECONNECT:
+                return
             delay = self.manager.backoff(attempt)
             attempt += 1
             await self.set_state(SessionState.RECONNECTING)
@@ -237,25 +236,25 @@ class ManagedSession:
         except CertificateError as exc:
             return self._certificate_refused(exc)
         except HandshakeError as exc:
-            return self._attempt_failed(500, f"handshake failed: {exc}")
+            return self._attempt_failed(CloseCode.FAILED, f"handshake failed: {exc}")
         except ConnectionClosed as exc:  # not reached (refused, timed out): the status says so
             return self._attempt_failed(exc.code, exc.reason)
         except SealError as exc:  # wrong or missing WAHTTP_ENCRYPTION_KEY: say so loudly
             self.log.error("auth state cannot be opened: %s", exc)
-            return self._attempt_failed(500, str(exc))
+            return self._attempt_failed(CloseCode.FAILED, str(exc))
         except WAError as exc:
-            return self._attempt_failed(500, str(exc))
+            return self._attempt_failed(CloseCode.FAILED, str(exc))
         except Exception as exc:  # the database down (creds unreadable), or a bug: retry later
             self._log_failure("connecting", exc)
             reason = "database unavailable" if is_unavailable(exc) else "internal error"
-            return self._attempt_failed(500, reason)
+            return self._attempt_failed(CloseCode.FAILED, reason)
         self._refusal_logged = None
         code, reason = await self.client.wait_closed()
-        self.last_disconnect = DisconnectInfo(code, reason, _now())
+        self.last_disconnect = DisconnectInfo.now(code, reason)
         return code, reason
 
     def _attempt_failed(self, code: int, reason: str) -> tuple[int, str]:
-        self.last_disconnect = DisconnectInfo(code, reason, _now())
+        self.last_disconnect = DisconnectInfo.now(code, reason)
         return code, reason
 
     def _certificate_refused(self, exc: CertificateError) -> tuple[int, str]:
@@ -266,9 +265,10 @@ class ManagedSession:
             self._refusal_logged = reason
         else:
             self.log.debug("%s (again)", CERTIFICATE_HINT)
-        self._refused = self.last_disconnect = DisconnectInfo(CERTIFICATE_REFUSED, reason, _now())
+        refused = DisconnectInfo.now(CloseCode.CERTIFICATE_REFUSED, reason)
+        self._refused = self.last_disconnect = refused
         self._refusal.set()
-        return CERTIFICATE_REFUSED, reason
+        return refused.code, reason
 
     def _log_failure(self, doing: str, exc: Exception) -> None:
         if is_unavailable(exc):
@@ -276,24 +276,21 @@ class ManagedSession:
         else:
             self.log.exception("%s failed", doing)
 
-    async def _after_close(self, code: int, reason: str) -> str:
-        """Decide what a close means: 'again' (at once), 'retry' (backoff) or 'stop'."""
-        if code == RESTART:
-            return "again"
-        if code in LOGGED_OUT:
+    async def _after_close(self, code: int, reason: str) -> Next:
+        """What a close means (wa/close.py `decide`), and the state change it makes."""
+        linked = await self.is_linked() if needs_linked(code) else True
+        then = decide(code, linked=linked)
+        if then is Next.LOGGED_OUT:
             self.log.warning("logged out (%s): removing the session's auth", code)
             await self.set_state(SessionState.LOGGED_OUT)
             await self.manager.on_logged_out(self)
-            return "stop"
-        if code == REPLACED or code in FATAL:
+        elif then in (Next.REPLACED, Next.FATAL):
             self.log.warning("stopping: %s (%s)", reason, code)
             await self.set_state(SessionState.STOPPED)
-            return "stop"
-        if code == QR_ENDED and not await self.is_linked():
+        elif then is Next.STOP:
             # Nobody scanned: stop showing QRs until someone asks again (pair-request, /qr).
             await self.set_state(SessionState.STOPPED)
-            return "stop"
-        return "retry"
+        return then
 
     async def stop(self) -> None:
         """Close the socket cleanly and end the run loop."""

@@ -8,8 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from wahttp.server.webhook_policy import WebhookPolicy
-from wahttp.server.webhooks import check_url
+from wahttp.server.webhooks.urls import WebhookPolicy, check_url
 from wahttp.wa.certs import WA_ROOT_PUBLIC_KEY, parse_root_key
 from wahttp.wa.client.config import DEFAULT_URL, ClientConfig
 from wahttp.wa.client.version import AUTO, parse_version

@@ -36,7 +36,7 @@ from typing import Any
 
 import asyncpg
 
-from wahttp.server.db import Database
+from wahttp.server.db import Database, dumps
 from wahttp.wa.auth.bufferjson import from_json, to_json
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.filenames import CREDS_FILE, file_key_id, split_file_name
@@ -222,15 +222,11 @@ def _legacy_files(auth_json: Any) -> dict[str, Any]:
 _UNSTORABLE = (ValueError, UnicodeEncodeError, asyncpg.DataError)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _seal(sealer: Sealer | None, context: SealContext, value: Any) -> Any:
     """What to store for a value in BufferJSON form: itself, or its sealed envelope."""
     if sealer is None:
         return value
-    return sealer.seal(_dumps(value).encode("utf-8"), context)
+    return sealer.seal(dumps(value).encode("utf-8"), context)
 
 
 def _open(sealer: Sealer | None, context: SealContext, stored: Any) -> Any:
@@ -337,7 +333,7 @@ class PostgresAuthStore:
                     writes[(category, file_id)] = (
                         None
                         if value is None
-                        else _dumps(
+                        else dumps(
                             _seal(self._sealer, self._context(category, file_id), to_json(value))
                         )
                     )
@@ -441,7 +437,7 @@ class PostgresAuthStore:
                 value, new = renew(self._context(category, key_id), record["value"])
                 keys.setdefault(category, {})[key_id] = value
                 if new is not None:
-                    writes[(category, key_id)] = _dumps(new)
+                    writes[(category, key_id)] = dumps(new)
             await _write_keys(conn, self.session_id, writes)
             if folder is not None:
                 skipped = await asyncio.to_thread(
@@ -527,7 +523,7 @@ class PostgresAuthStore:
                 category, key_id = split
                 file_id = file_key_id(key_id)
                 context = self._context(category, file_id)
-                writes[(category, file_id)] = _dumps(_seal(self._sealer, context, value))
+                writes[(category, file_id)] = dumps(_seal(self._sealer, context, value))
         await _write_keys(conn, self.session_id, writes)
         creds = files.get(CREDS_FILE)
         await conn.execute(

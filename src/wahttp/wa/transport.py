@@ -10,12 +10,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WSClosed
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from wahttp.wa.close import CloseCode
 from wahttp.wa.errors import ConnectionClosed
 
 ORIGIN = "https://web.whatsapp.com"
-# A WebSocket close code of our own for "the transport dropped without a WhatsApp reason":
-# Baileys reports the same situation as 428 (connectionClosed).
-CLOSED_BY_TRANSPORT = 428
+# A drop without a WhatsApp reason is CloseCode.TRANSPORT_CLOSED (428), as Baileys reports it.
 
 
 class Transport(Protocol):
@@ -46,20 +45,20 @@ class WebSocketTransport:
                 timeout,
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise ConnectionClosed(CLOSED_BY_TRANSPORT, f"cannot connect: {exc}") from exc
+            raise ConnectionClosed(CloseCode.TRANSPORT_CLOSED, f"cannot connect: {exc}") from exc
         return cls(ws)
 
     async def send(self, data: bytes) -> None:
         try:
             await self._ws.send(data)
         except WSClosed as exc:
-            raise ConnectionClosed(CLOSED_BY_TRANSPORT, "socket closed") from exc
+            raise ConnectionClosed(CloseCode.TRANSPORT_CLOSED, "socket closed") from exc
 
     async def recv(self) -> bytes:
         try:
             msg = await self._ws.recv()
         except WSClosed as exc:
-            raise ConnectionClosed(CLOSED_BY_TRANSPORT, "socket closed") from exc
+            raise ConnectionClosed(CloseCode.TRANSPORT_CLOSED, "socket closed") from exc
         return msg if isinstance(msg, bytes) else msg.encode()
 
     async def close(self) -> None:

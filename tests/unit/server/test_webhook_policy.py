@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wahttp.server.webhook_policy import WebhookPolicy, WebhookPolicyError
+from wahttp.server.webhooks.urls import WebhookPolicy, WebhookPolicyError
 
 
 def test_no_lists_allow_everything() -> None:

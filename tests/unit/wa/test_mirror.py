@@ -13,9 +13,10 @@ import pytest
 
 from wahttp.wa.auth import MemoryAuthStore, multifile, new_creds
 from wahttp.wa.auth import mirror as mirror_mod
+from wahttp.wa.auth.bufferjson import js_json_loads
 from wahttp.wa.auth.filenames import split_file_name
 from wahttp.wa.auth.mirror import FolderMirror
-from wahttp.wa.auth.multifile import AuthFolderError, js_json_loads
+from wahttp.wa.auth.multifile import AuthFolderError
 from wahttp.wa.auth.store import KeyValue
 
 SECRET = b"\x07" * 32

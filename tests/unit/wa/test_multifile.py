@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wahttp.wa.auth import Creds, Me, MemoryAuthStore, SignalIdentity, new_creds
-from wahttp.wa.auth.bufferjson import b64encode
+from wahttp.wa.auth.bufferjson import b64decode as node_b64decode
+from wahttp.wa.auth.bufferjson import b64encode, js_json_dumps, js_json_loads
 from wahttp.wa.auth.filenames import file_key_id
 from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.multifile import (
@@ -25,10 +26,7 @@ from wahttp.wa.auth.multifile import (
     SkippedFile,
     export_folder,
     import_folder,
-    js_json_dumps,
-    js_json_loads,
     key_file_name,
-    node_b64decode,
     read_folder,
     write_folder,
 )

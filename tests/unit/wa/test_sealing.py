@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from wahttp.wa.auth import sealing
+from wahttp.wa.auth.bufferjson import js_json_loads
 from wahttp.wa.auth.creds import new_creds
 from wahttp.wa.auth.mirror import FolderMirror
 from wahttp.wa.auth.multifile import (
     AuthFolderError,
     export_folder,
     import_folder,
-    js_json_loads,
     read_folder,
 )
 from wahttp.wa.auth.sealing import (

@@ -37,10 +37,10 @@ from wahttp.wa.client.events import (
 from wahttp.wa.client.lane import Job, Lane
 from wahttp.wa.client.messages import pad, text_message
 from wahttp.wa.client.pair_code import wrap_public
+from wahttp.wa.close import CloseCode
 from wahttp.wa.crypto import KeyPair
 from wahttp.wa.proto import adv_pb2
 from wahttp.wa.signal.builder import PreKeyBundle
-from wahttp.wa.transport import CLOSED_BY_TRANSPORT
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "stanzas.md"
 STATUSES = ("processed", "acked", "not yet")
@@ -488,7 +488,7 @@ CASES: dict[str, list[Probe]] = {
         Probe(Node("failure", {"reason": "405"}), "processed", outdated, errors_ok=True),
         Probe(Node("failure", {"reason": "401"}), "processed", closed(401)),
         Probe(Node("stream:error", {"code": "515"}), "processed", closed(515)),
-        Probe(Node("xmlstreamend", {}), "processed", closed(CLOSED_BY_TRANSPORT)),
+        Probe(Node("xmlstreamend", {}), "processed", closed(CloseCode.TRANSPORT_CLOSED)),
     ],
     "`<presence>`, `<chatstate>`": [
         Probe(Node("presence", {"from": CONTACT, "type": "available"}), "not yet", nothing_sent),

@@ -17,13 +17,13 @@ from wahttp.server.auth import Principal, PrincipalDep, require_session_access
 from wahttp.server.deps import SessionRow
 from wahttp.server.errors import ApiError
 from wahttp.server.schemas import INT64_MAX
-from wahttp.server.webhook_policy import WebhookPolicyError
 from wahttp.server.webhooks import (
     MAX_URL_LENGTH,
     MIN_SECRET_LENGTH,
     DeliveryStatus,
     InvalidWebhookUrl,
     TargetKind,
+    WebhookPolicyError,
     Webhooks,
     check_secret,
     check_url,
@@ -47,7 +47,7 @@ WebhooksDep = Annotated[Webhooks, Depends(get_webhooks)]
 
 async def check_webhook_target(webhooks: Webhooks, url: str) -> None:
     """400 `webhook_not_allowed` unless a URL set through the API may be used (the policy of
-    server/webhook_policy.py on its host and every address it resolves to)."""
+    server/webhooks/urls.py on its host and every address it resolves to)."""
     try:
         await webhooks.check_target(url)
     except (WebhookPolicyError, InvalidWebhookUrl) as exc:

@@ -2,8 +2,9 @@
 
 A folder holds `creds.json` plus one `<category>-<id>.json` file per key (ids in fixFileName
 form, as our stores keep them). Baileys reads a file with `JSON.parse(text, BufferJSON.reviver)`
-and writes it with `JSON.stringify(value, BufferJSON.replacer)`; `js_json_loads` and
-`js_json_dumps` are those two calls, so a value read here and written back gives the same bytes.
+and writes it with `JSON.stringify(value, BufferJSON.replacer)`; bufferjson.py's `js_json_loads`
+and `js_json_dumps` are those two calls, so a value read here and written back gives the same
+bytes.
 
 Reading never follows a symlink inside the folder and refuses oversized files; writing is atomic
 per file (temporary file, fsync, rename) with mode 0600, in a folder created with mode 0700.
@@ -16,12 +17,9 @@ such a folder. Reading opens sealed files and takes clear ones as they are.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import math
 import os
-import re
 import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wahttp.wa.auth.bufferjson import b64encode
+from wahttp.wa.auth.bufferjson import js_json_dumps, js_json_loads, writable
 from wahttp.wa.auth.creds import Creds
 from wahttp.wa.auth.filenames import (
     CREDS_FILE,
@@ -50,10 +48,7 @@ __all__ = [
     "export_folder",
     "folder_session_id",
     "import_folder",
-    "js_json_dumps",
-    "js_json_loads",
     "key_file_name",
-    "node_b64decode",
     "read_folder",
     "write_folder",
 ]
@@ -92,268 +87,7 @@ class FolderState:
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
-# --- JSON exactly as V8 parses and prints it, with Baileys' BufferJSON -----------------------
-
-
-def js_json_loads(text: str) -> Any:
-    """`JSON.parse(text, BufferJSON.reviver)`: JSON as Node reads it, Buffers revived as bytes.
-
-    Revived as bytes, like Baileys: {"type":"Buffer","data":"<base64>"} (decoded as leniently as
-    Buffer.from) and objects whose keys all parseInt and whose values are all numbers (a
-    stringified Uint8Array; values taken modulo 256). Integers past 2**53 read as the double
-    JavaScript gets (as int), past the double range as inf. Raises ValueError
-    (json.JSONDecodeError) where JSON.parse throws, on NaN/Infinity literals too.
-    """
-    try:
-        return json.loads(
-            text,
-            object_hook=_revive,
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-        )
-    except RecursionError as exc:
-        raise ValueError("JSON nested too deeply") from exc
-
-
-def js_json_dumps(value: Any) -> str:
-    """`JSON.stringify(value, BufferJSON.replacer)`, character for character.
-
-    bytes (and dicts with "type": "Buffer") become {"type":"Buffer","data":"<base64>"}. Like V8:
-    no whitespace; object keys that are array indices first in ascending order, then the rest in
-    insertion order; numbers in JavaScript's shortest form (1.0 -> 1, 1e21 -> 1e+21), NaN and
-    infinities as null, ints past 2**53 rounded to a double first; strings escape only '"', '\\'
-    and control characters, and lone surrogates as \\udxxx (ES2019), everything else raw.
-    """
-    out: list[str] = []
-    _dump(value, out, set())
-    return "".join(out)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_int(text: str) -> int | float:
-    # A JavaScript number is a double: past 2**53 an integer literal reads as the nearest
-    # double (kept as int here), and past the double range as Infinity. This also spares
-    # int() from parsing thousands of digits.
-    if len(text) <= 15:
-        return int(text)
-    number = float(text)
-    return int(number) if math.isfinite(number) else number
-
-
-# parseInt(key, 10) is not NaN: optional JS white space, an optional sign, then a digit.
-_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_PARSE_INT_OK = re.compile(f"[{_JS_SPACE}]*[+-]?[0-9]")
-_ARRAY_INDEX = re.compile("0|[1-9][0-9]{0,9}")
-_MAX_ARRAY_INDEX = 2**32 - 2
-
-
-def _revive(obj: dict[str, Any]) -> Any:
-    """BufferJSON.reviver for one object (json calls it bottom-up, as JSON.parse does)."""
-    if obj.get("type") == "Buffer" and isinstance(obj.get("data"), str):
-        return node_b64decode(obj["data"])
-    if obj and all(_PARSE_INT_OK.match(k) for k in obj):
-        values = [obj[k] for k in _js_key_order(obj)]
-        if all(_is_number(v) for v in values):
-            return bytes(_to_uint8(v) for v in values)
-    return obj
-
-
-_CANONICAL_B64 = re.compile("(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-_NOT_B64 = re.compile("[^A-Za-z0-9+/]")
-_URL_SAFE = str.maketrans("-_", "+/")
-
-
-def node_b64decode(text: str) -> bytes:
-    """`Buffer.from(text, 'base64')`, which never fails: both alphabets, other characters
-    skipped, decoding stops at the first '=', a dangling sixth of a byte is dropped."""
-    if _CANONICAL_B64.fullmatch(text):
-        return base64.b64decode(text)
-    digits = _NOT_B64.sub("", text.partition("=")[0].translate(_URL_SAFE))
-    if len(digits) % 4 == 1:
-        digits = digits[:-1]
-    return base64.b64decode(digits + "=" * (-len(digits) % 4))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _to_uint8(value: float) -> int:
-    """What storing a number into a Uint8Array keeps (ECMAScript ToUint8)."""
-    if isinstance(value, int):
-        return value & 0xFF
-    if math.isnan(value) or math.isinf(value):
-        return 0
-    return math.trunc(value) & 0xFF
-
-
-def _is_array_index(key: str) -> bool:
-    return _ARRAY_INDEX.fullmatch(key) is not None and int(key) <= _MAX_ARRAY_INDEX
-
-
-def _js_key_order(keys: Iterable[str]) -> list[str]:
-    """The order V8 enumerates an object's keys: array indices ascending, then the rest."""
-    indices: list[str] = []
-    names: list[str] = []
-    for key in keys:
-        (indices if _is_array_index(key) else names).append(key)
-    indices.sort(key=int)
-    return indices + names
-
-
-def _dump(value: Any, out: list[str], active: set[int]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(_js_quote(value))
-    elif isinstance(value, int):
-        out.append(_js_int(value))
-    elif isinstance(value, float):
-        out.append(_js_number(value))
-    elif isinstance(value, bytes | bytearray | memoryview):
-        out.append(_buffer_json(bytes(value)))
-    elif isinstance(value, Mapping):
-        if value.get("type") == "Buffer":
-            out.append(_buffer_json(_buffer_dict_bytes(value)))
-            return
-        _enter(value, active)
-        out.append("{")
-        first = True
-        for key in _js_key_order(_str_keys(value)):
-            if not first:
-                out.append(",")
-            first = False
-            out.append(_js_quote(key))
-            out.append(":")
-            _dump(value[key], out, active)
-        out.append("}")
-        active.discard(id(value))
-    elif isinstance(value, list | tuple):
-        _enter(value, active)
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _dump(item, out, active)
-        out.append("]")
-        active.discard(id(value))
-    else:
-        raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _enter(container: object, active: set[int]) -> None:
-    if id(container) in active:
-        raise ValueError("circular reference: JSON.stringify cannot write it")
-    active.add(id(container))
-
-
-def _str_keys(mapping: Mapping[Any, Any]) -> Iterator[str]:
-    for key in mapping:
-        if not isinstance(key, str):
-            raise TypeError(f"object keys must be strings, not {type(key).__name__}")
-        yield key
-
-
-def _buffer_json(data: bytes) -> str:
-    return '{"type":"Buffer","data":"' + b64encode(data) + '"}'
-
-
-def _buffer_dict_bytes(value: Mapping[str, Any]) -> bytes:
-    """The bytes BufferJSON.replacer writes for an object whose "type" is "Buffer"."""
-    data = value.get("data")
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    if isinstance(data, str):
-        # Already BufferJSON-wrapped (bufferjson.to_json output): keep the bytes it stands for.
-        # Node would take the string as UTF-8 here (and throw on ""), but it never holds such
-        # an object: its reviver turns every one into a Buffer first.
-        return node_b64decode(data)
-    if isinstance(data, list | tuple) and all(_is_number(v) for v in data):
-        return bytes(_to_uint8(v) for v in data)
-    raise ValueError("an object with type 'Buffer' needs its bytes in 'data'")
-
-
-_QUOTE_RE = re.compile('[\x00-\x1f"\\\\]|[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]')
-_SHORT_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
-
-
-def _quote_one(match: re.Match[str]) -> str:
-    text = match.group()
-    if len(text) == 2:  # a surrogate pair held as two code points: one character in UTF-16
-        return chr(0x10000 + ((ord(text[0]) - 0xD800) << 10) + (ord(text[1]) - 0xDC00))
-    return _SHORT_ESCAPES.get(text) or f"\\u{ord(text):04x}"
-
-
-def _js_quote(text: str) -> str:
-    return '"' + _QUOTE_RE.sub(_quote_one, text) + '"'
-
-
-def _js_int(value: int) -> str:
-    if -(2**53) <= value <= 2**53:
-        return str(int(value))
-    try:
-        return _js_number(float(value))
-    except OverflowError:  # beyond any double: Infinity in JavaScript
-        return "null"
-
-
-def _js_number(value: float) -> str:
-    """ECMAScript Number::toString for a double (repr gives the same shortest digits)."""
-    if math.isnan(value) or math.isinf(value):
-        return "null"
-    if value == 0:
-        return "0"  # -0 too
-    if value < 0:
-        return "-" + _js_number(-value)
-    mantissa, _, exp = repr(float(value)).partition("e")
-    head, _, tail = mantissa.partition(".")
-    digits = head + tail
-    point = len(head) + (int(exp) if exp else 0)  # value = 0.digits * 10**point
-    significant = digits.lstrip("0")
-    point -= len(digits) - len(significant)
-    s = significant.rstrip("0")
-    k = len(s)
-    if k <= point <= 21:
-        return s + "0" * (point - k)
-    if 0 < point <= 21:
-        return s[:point] + "." + s[point:]
-    if -6 < point <= 0:
-        return "0." + "0" * -point + s
-    e = point - 1
-    return (s if k == 1 else s[0] + "." + s[1:]) + ("e+" if e >= 0 else "e-") + str(abs(e))
-
-
 # --- reading a folder -------------------------------------------------------------------------
-
-
-def _writable(value: Any) -> bool:
-    """Whether BufferJSON.replacer can write `value` back: an object typed "Buffer" that the
-    reviver left as it was (no base64 string in "data") needs its bytes as a list of numbers."""
-    if isinstance(value, dict):
-        if value.get("type") == "Buffer":
-            try:
-                _buffer_dict_bytes(value)
-            except ValueError:
-                return False
-        return all(_writable(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_writable(v) for v in value)
-    return True
 
 
 def folder_session_id(path: Path) -> str:
@@ -392,7 +126,7 @@ def read_folder(
             if is_sealed(value):
                 context = SealContext(owner, *split) if split else SealContext(owner)
                 value = _open_file(path / name, sealer, value, context)
-            if not _writable(value):
+            if not writable(value):
                 raise AuthFolderError(
                     f"{path / name}: an object typed 'Buffer' without its bytes (Baileys reads"
                     " it but cannot write it back either)"

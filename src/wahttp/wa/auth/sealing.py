@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from wahttp.wa.auth.bufferjson import URL_SAFE
 from wahttp.wa.errors import StoreError
 
 __all__ = [
@@ -70,7 +71,6 @@ _HKDF_INFO = b"wahttp auth at rest v1"
 _KID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 _HEX_KEY = re.compile(r"[0-9A-Fa-f]{64}")
 _B64_KEY = re.compile(r"[A-Za-z0-9+/_-]{43}=?")
-_URL_SAFE = str.maketrans("-_", "+/")
 _MAX_KEY_FILE = 64 * 1024
 
 
@@ -265,7 +265,7 @@ def _parse_entry(entry: str, where: str) -> tuple[str, bytes]:
     if _HEX_KEY.fullmatch(encoded):
         key = bytes.fromhex(encoded)
     elif _B64_KEY.fullmatch(encoded):
-        key = base64.b64decode(encoded.translate(_URL_SAFE).rstrip("=") + "=")
+        key = base64.b64decode(encoded.translate(URL_SAFE).rstrip("=") + "=")
     else:
         raise KeyConfigError(f"{where}: not a 32-byte key in base64 (44 characters) or hex (64)")
     kid = kid.strip() if sep else derive_key_id(key)

@@ -31,10 +31,11 @@ from wahttp.wa.client.events import Disconnected, Event, LoggedOut
 from wahttp.wa.client.lane import Lane
 from wahttp.wa.client.messages import Message, text_message
 from wahttp.wa.client.receipts import read_receipt
+from wahttp.wa.close import CloseCode, is_logged_out, restarts
 from wahttp.wa.errors import ConnectionClosed, IQError, StoreError, WAError
 from wahttp.wa.jid import S_WHATSAPP_NET, Jid
 from wahttp.wa.logs import SessionLogger
-from wahttp.wa.transport import CLOSED_BY_TRANSPORT, Transport
+from wahttp.wa.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,6 @@ class SentStore(Protocol):
 
 
 TransportFactory = Callable[[], Awaitable[Transport]]
-# Codes after which the stored auth is void and the device must be linked again.
-LOGGED_OUT_CODES = frozenset({401, 403, 406})
-RESTART_REQUIRED = 515
 # How many sent messages are kept for answering retry receipts.
 RECENT_SENT = 1000
 
@@ -210,13 +208,13 @@ class Client:
         while True:
             await self.connect()
             code, reason = await self.wait_closed()
-            if code != RESTART_REQUIRED:
+            if not restarts(code):
                 return code, reason
             self.log.info("server asked for a restart (515): reconnecting")
 
     async def disconnect(self) -> None:
         """Close the stream cleanly; a no-op when already closed."""
-        await self.close(CLOSED_BY_TRANSPORT, "closed by us")
+        await self.close(CloseCode.TRANSPORT_CLOSED, "closed by us")
 
     async def close(self, code: int, reason: str) -> None:
         if self._close_reason is None:
@@ -245,7 +243,7 @@ class Client:
             )
             with contextlib.suppress(WAError):
                 await self.send_node(node)
-        await self.close(401, "logged out by us")
+        await self.close(CloseCode.LOGGED_OUT, "logged out by us")
         await self.store.clear()
         self._creds = None
 
@@ -263,9 +261,9 @@ class Client:
             self._finish(exc.code, exc.reason)
         except WAError as exc:
             self.log.warning("closing after a protocol error: %s", type(exc).__name__)
-            self._finish(500, f"protocol error: {type(exc).__name__}")
+            self._finish(CloseCode.BAD_SESSION, f"protocol error: {type(exc).__name__}")
         except asyncio.CancelledError:
-            self._finish(CLOSED_BY_TRANSPORT, "cancelled")
+            self._finish(CloseCode.TRANSPORT_CLOSED, "cancelled")
             raise
         finally:
             with contextlib.suppress(Exception):
@@ -277,7 +275,7 @@ class Client:
             self._close_reason = (code, reason)
 
     async def _after_close(self) -> None:
-        code, reason = self._close_reason or (CLOSED_BY_TRANSPORT, "connection closed")
+        code, reason = self._close_reason or (CloseCode.TRANSPORT_CLOSED, "connection closed")
         self.is_open = False
         for task in list(self._tasks):
             task.cancel()
@@ -291,7 +289,7 @@ class Client:
         if self._closed is not None and not self._closed.done():
             self._closed.set_result((code, reason))
         self.log.info("connection closed (%s): %s", code, reason)
-        if code in LOGGED_OUT_CODES:
+        if is_logged_out(code):
             await self.emit(LoggedOut(code, reason))
         else:
             await self.emit(Disconnected(code, reason))
@@ -344,7 +342,7 @@ class Client:
 
     async def send_node(self, node: Node) -> None:
         if self._conn is None or not self.connected:
-            raise ConnectionClosed(CLOSED_BY_TRANSPORT, "not connected")
+            raise ConnectionClosed(CloseCode.TRANSPORT_CLOSED, "not connected")
         await self._conn.send_node(node)
 
     async def send_and_wait_ack(self, node: Node, timeout: float) -> Node:

@@ -11,6 +11,7 @@ from wahttp.wa.binary import Node, decode_node, encode_node
 from wahttp.wa.certs import verify_cert_chain
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.payload import payload_for
+from wahttp.wa.close import CloseCode
 from wahttp.wa.crypto import KeyPair
 from wahttp.wa.errors import ConnectionClosed, HandshakeError
 from wahttp.wa.noise import ClientHandshake, FrameReader, TransportCipher, encode_frame, intro
@@ -53,7 +54,7 @@ async def open_connection(
         return await asyncio.wait_for(_handshake(transport, creds, config), config.connect_timeout)
     except TimeoutError as exc:
         await transport.close()
-        raise ConnectionClosed(408, "handshake timed out") from exc
+        raise ConnectionClosed(CloseCode.CONNECTION_LOST, "handshake timed out") from exc
     except BaseException:
         await transport.close()
         raise

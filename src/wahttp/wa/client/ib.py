@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
 from wahttp.wa.client.events import OfflineSyncCompleted
+from wahttp.wa.close import CloseCode
 from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ async def offline_stanza_handled(client: Client) -> None:
 
 
 async def _downgrade_webclient(client: Client, child: Node) -> None:
-    await client.close(411, "multi-device not enabled for this account")
+    await client.close(CloseCode.MD_NOT_ENABLED, "multi-device not enabled for this account")
 
 
 async def _offline(client: Client, child: Node) -> None:

@@ -10,13 +10,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
+from wahttp.wa.close import CloseCode
 from wahttp.wa.errors import WAError
 from wahttp.wa.jid import S_WHATSAPP_NET
 
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
-
-CONNECTION_LOST = 408
 
 
 def start(client: Client) -> None:
@@ -35,7 +34,9 @@ async def _loop(client: Client) -> None:
         except TimeoutError:
             # Unanswered; other frames arriving meanwhile still prove the link alive.
             if loop.time() - client.last_received > grace:
-                await client.close(CONNECTION_LOST, "connection lost: keepalive unanswered")
+                await client.close(
+                    CloseCode.CONNECTION_LOST, "connection lost: keepalive unanswered"
+                )
                 return
         except WAError:
             return  # the connection is closing anyway

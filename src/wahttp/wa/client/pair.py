@@ -12,6 +12,7 @@ from wahttp.wa.auth.bufferjson import b64decode
 from wahttp.wa.auth.creds import Creds, Me, SignalIdentity
 from wahttp.wa.binary import Node
 from wahttp.wa.client.events import PairSuccess, QRCode
+from wahttp.wa.close import CloseCode
 from wahttp.wa.errors import PairingError
 from wahttp.wa.jid import S_WHATSAPP_NET
 from wahttp.wa.proto import adv_pb2
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 ADV_ACCOUNT_SIG_PREFIX = b"\x06\x00"
 ADV_DEVICE_SIG_PREFIX = b"\x06\x01"
 ADV_HOSTED_ACCOUNT_SIG_PREFIX = b"\x06\x05"
-QR_REFS_ENDED = 408
 # WhatsApp Web (and Baileys 7) put the fields behind this link so phone cameras open WhatsApp.
 QR_URL_PREFIX = "https://wa.me/settings/linked_devices#"
 # Companion platform id in the QR (Baileys: Chrome = 1).
@@ -55,7 +55,7 @@ async def _show_qrs(client: Client, refs: list[str]) -> None:
         await client.emit(QRCode(qr_string(ref, client.creds)))
         await asyncio.sleep(timeout)
         timeout = client.config.qr_next_timeout
-    await client.close(QR_REFS_ENDED, "QR refs attempts ended")
+    await client.close(CloseCode.QR_ENDED, "QR refs attempts ended")
 
 
 def verify_pair_success(
@@ -105,14 +105,14 @@ async def on_pair_success(client: Client, node: Node, success: Node) -> None:
     identity_node = success.child("device-identity")
     device = success.child("device")
     if identity_node is None or device is None or not device.attr("jid"):
-        await client.close(500, "pair-success without device-identity or device")
+        await client.close(CloseCode.BAD_SESSION, "pair-success without device-identity or device")
         return
     creds = client.creds
     try:
         account, identity = verify_pair_success(creds, identity_node.content_bytes() or b"")
     except PairingError as exc:
         client.log.warning("pairing refused: %s", exc)
-        await client.close(401, f"pairing failed: {exc}")
+        await client.close(CloseCode.LOGGED_OUT, f"pairing failed: {exc}")
         return
     jid, lid = device.attr("jid") or "", device.attr("lid")
     platform = success.child("platform")

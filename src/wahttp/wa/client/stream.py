@@ -6,13 +6,10 @@ from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
 from wahttp.wa.client import version
-from wahttp.wa.transport import CLOSED_BY_TRANSPORT
+from wahttp.wa.close import CloseCode
 
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
-
-CONFLICT = 440
-BAD_SESSION = 500
 
 
 def stream_error_code(node: Node) -> tuple[int, str]:
@@ -24,13 +21,13 @@ def stream_error_code(node: Node) -> tuple[int, str]:
         kind = first.attr("type") or ""
         # device_removed is the phone unlinking us; replaced means another connection took over.
         if kind == "device_removed":
-            return 401, "device removed"
-        return CONFLICT, f"conflict{': ' + kind if kind else ''}"
+            return CloseCode.LOGGED_OUT, "device removed"
+        return CloseCode.REPLACED, f"conflict{': ' + kind if kind else ''}"
     code_attr = node.attr("code")
     if code_attr and code_attr.isdigit():
         code = int(code_attr)
-        return code, "restart required" if code == 515 else reason
-    return BAD_SESSION, reason
+        return code, "restart required" if code == CloseCode.RESTART else reason
+    return CloseCode.BAD_SESSION, reason
 
 
 async def on_stream_error(client: Client, node: Node) -> None:
@@ -39,9 +36,9 @@ async def on_stream_error(client: Client, node: Node) -> None:
 
 
 async def on_failure(client: Client, node: Node) -> None:
-    reason = node.attr("reason") or "500"
-    code = int(reason) if reason.isdigit() else 500
-    if code == version.OUTDATED:
+    reason = node.attr("reason") or str(CloseCode.BAD_SESSION)
+    code = int(reason) if reason.isdigit() else CloseCode.BAD_SESSION
+    if code == CloseCode.OUTDATED:
         # The server no longer takes the version we announced: say which setting to change.
         cfg = client.config
         text = version.outdated_reason(cfg.version, cfg.version_auto)
@@ -52,4 +49,4 @@ async def on_failure(client: Client, node: Node) -> None:
 
 
 async def on_stream_end(client: Client, node: Node) -> None:
-    await client.close(CLOSED_BY_TRANSPORT, "stream ended by the server")
+    await client.close(CloseCode.TRANSPORT_CLOSED, "stream ended by the server")

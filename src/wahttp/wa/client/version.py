@@ -23,7 +23,6 @@ Version = tuple[int, int, int]
 PINNED_VERSION: Version = (2, 3000, 1043857760)
 AUTO = "auto"
 LATEST_URL = "https://web.whatsapp.com/sw.js"
-OUTDATED = 405
 # The page is JavaScript with the revision inside a JSON string: "client_revision":123 or
 # \"client_revision\":123 (Baileys' regular expression accepts both).
 _REVISION = re.compile(rb'\\?"client_revision\\?":\s*(\d+)')
