@@ -24,6 +24,7 @@ from wahttp.wa.appstate import (
     decode_patch,
 )
 from wahttp.wa.binary import Node
+from wahttp.wa.client import appstate_keys
 from wahttp.wa.errors import WAError
 from wahttp.wa.proto import appstate_pb2 as pb
 from wahttp.wa.proto.message_pb2 import Message
@@ -226,6 +227,8 @@ async def _apply_collection(
         client.log.warning(
             "app-state %s waits for key %s", name, base64.b64encode(exc.key_id).decode()
         )
+        # Ask the phone for every key of these patches we lack (appstate_keys.py).
+        appstate_keys.request_missing(client, [exc.key_id, *appstate_keys.missing(patches, keys)])
         return None
     except AppStateError as exc:
         client.log.warning("app-state %s v%d refused: %s", name, new_state.version + 1, exc)
