@@ -285,6 +285,9 @@ def apply_mutation(record: dict[str, Any], m: Mutation) -> None:
         record["pinned"] = (value.timestamp or 1) if not remove and value.pinAction.pinned else None
     elif kind == "markChatAsRead":
         record["read"] = not remove and value.markChatAsReadAction.read
+        if record["read"]:  # when (unix ms): the read marker of the chat list (server/chats.py)
+            last = value.markChatAsReadAction.messageRange.lastMessageTimestamp
+            record["readAt"] = value.timestamp or (last * 1000 + 999 if last else None)
     elif kind == "deleteChat" and not remove:
         # The chat is gone from the phone: its settings go; the contact's name stays.
         for k in ("archived", "pinned", "mutedUntil", "read"):
