@@ -316,6 +316,20 @@ def create_admin_app(server: SimServer) -> FastAPI:
                     shared.append(device_id)
         return {"keyId": base64.b64encode(key_id).decode(), "sharedWith": shared}
 
+    @app.post("/phones/{number}/app-state/share-keys")
+    async def phone_share_keys(number: Number) -> dict[str, Any]:
+        """The phone sends every app-state key it has (earlier ones, then the current one) to
+        all its companions, as if each had asked."""
+        account = account_or_404(number)
+        app_state = account.app_state
+        ids = [*app_state.retired_keys, app_state.key_id]
+        shared = []
+        for device_id in sorted(account.devices):
+            share = app_state.key_share(ids)
+            if await account.phone_peer.send_to_own_device(server.router, device_id, share):
+                shared.append(device_id)
+        return {"keyIds": [base64.b64encode(k).decode() for k in ids], "sharedWith": shared}
+
     @app.get("/phones/{number}/app-state/key-requests")
     async def phone_key_requests(number: Number) -> list[dict[str, Any]]:
         """The app-state key requests the phone's companions sent it, oldest first."""
