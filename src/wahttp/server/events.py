@@ -91,7 +91,15 @@ class ServiceEvents:
             "text": event.text,
         }
         async with self.messages.transaction() as conn:
-            if not await self.messages.record_incoming(session_id, event.id, event.chat, conn):
+            recorded = await self.messages.record_incoming(
+                session_id,
+                event.id,
+                event.chat,
+                conn,
+                from_me=event.from_me,
+                push_name=event.push_name,
+            )
+            if not recorded:
                 return
             if self.webhooks is not None:
                 await self.webhooks.emit(session_id, "message", data, conn=conn)

@@ -117,15 +117,29 @@ class MessageRepository:
             yield conn
 
     async def record_incoming(
-        self, session_id: str, message_id: str, chat: str, conn: asyncpg.Connection
+        self,
+        session_id: str,
+        message_id: str,
+        chat: str,
+        conn: asyncpg.Connection,
+        *,
+        from_me: bool = False,
+        push_name: str | None = None,
     ) -> bool:
-        """Record a received message; False when it was recorded before (a redelivery)."""
+        """Record a received message; False when it was recorded before (a redelivery).
+
+        `from_me`: a message our own other device (the phone) sent, of which we got a copy:
+        recorded as sent by us, so it never counts as unread. `push_name`: the sender's (its
+        `notify`), the chat's name when the address book has none (server/chats.py)."""
         inserted = await conn.fetchval(
-            "INSERT INTO messages (session_id, id, chat, from_me, status) "
-            "VALUES ($1, $2, $3, false, 'received') ON CONFLICT DO NOTHING RETURNING true",
+            "INSERT INTO messages (session_id, id, chat, from_me, status, push_name) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
             session_id,
             message_id,
             chat,
+            from_me,
+            "sent" if from_me else "received",
+            None if from_me else push_name,
         )
         return bool(inserted)
 

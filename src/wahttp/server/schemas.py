@@ -166,6 +166,40 @@ class Contact(BaseModel):
     )
 
 
+class Chat(BaseModel):
+    """One chat of a session (GET /sessions/{id}/chats): from its message records and the
+    app state the phone synced. `name`, `lastMessageAt` and `unread` are the contract's; the
+    rest is additive."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    jid: str
+    name: str | None = Field(
+        default=None, description="the address-book name (app state), else the push name"
+    )
+    last_message_at: int = Field(
+        alias="lastMessageAt", description="unix s: when the chat's newest message was recorded"
+    )
+    unread: int = Field(
+        description="received messages newer than the chat's read marker (a read receipt this "
+        "session sent, or the phone marking the chat read)"
+    )
+    push_name: str | None = Field(
+        default=None, alias="pushName", description="the newest push name the contact sent"
+    )
+    archived: bool = False
+    pinned: bool = False
+    muted_until: int | None = Field(
+        default=None, alias="mutedUntil", description="unix ms; -1 = muted forever"
+    )
+    marked_unread: bool = Field(
+        default=False, alias="markedUnread", description="the phone marked the chat unread"
+    )
+
+
+MAX_CHATS_PAGE = 1000
+
+
 class SessionStatus(BaseModel):
     id: str
     state: str

@@ -92,6 +92,13 @@ class ChatSettings(BaseModel):
     )
 
 
+class RotateKey(BaseModel):
+    share: bool = Field(
+        default=True,
+        description="share the new key with the companions now; false: only when one asks",
+    )
+
+
 class PhoneMessage(BaseModel):
     to: str = Field(min_length=5, max_length=64, description="a number or a JID")
     text: str = Field(min_length=1, max_length=65536)
@@ -322,6 +329,42 @@ def create_admin_app(server: SimServer) -> FastAPI:
     async def phone_app_state(number: Number) -> dict[str, Any]:
         """The phone's contacts, chat settings and collection versions."""
         return account_or_404(number).app_state.summary()
+
+    @app.post("/phones/{number}/app-state/rotate-key")
+    async def phone_rotate_key(number: Number, body: RotateKey | None = None) -> dict[str, Any]:
+        """The phone starts a new app-state sync key (later patches use it). With share=false
+        it is not shared up front: a companion must ask for it (APP_STATE_SYNC_KEY_REQUEST)."""
+        account = account_or_404(number)
+        key_id = account.app_state.rotate_key()
+        shared = []
+        if body is None or body.share:
+            for device_id in sorted(account.devices):
+                share = account.app_state.key_share()
+                if await account.phone_peer.send_to_own_device(server.router, device_id, share):
+                    shared.append(device_id)
+        return {"keyId": base64.b64encode(key_id).decode(), "sharedWith": shared}
+
+    @app.post("/phones/{number}/app-state/share-keys")
+    async def phone_share_keys(number: Number) -> dict[str, Any]:
+        """The phone sends every app-state key it has (earlier ones, then the current one) to
+        all its companions, as if each had asked."""
+        account = account_or_404(number)
+        app_state = account.app_state
+        ids = [*app_state.retired_keys, app_state.key_id]
+        shared = []
+        for device_id in sorted(account.devices):
+            share = app_state.key_share(ids)
+            if await account.phone_peer.send_to_own_device(server.router, device_id, share):
+                shared.append(device_id)
+        return {"keyIds": [base64.b64encode(k).decode() for k in ids], "sharedWith": shared}
+
+    @app.get("/phones/{number}/app-state/key-requests")
+    async def phone_key_requests(number: Number) -> list[dict[str, Any]]:
+        """The app-state key requests the phone's companions sent it, oldest first."""
+        return [
+            {"device": device, "keyIds": [base64.b64encode(k).decode() for k in ids]}
+            for device, ids in account_or_404(number).app_state.key_requests
+        ]
 
     @app.post("/phones/{number}/privacy-tokens", status_code=201)
     async def phone_issue_token(number: Number, body: IssueToken) -> dict[str, Any]:

@@ -93,18 +93,31 @@ class PhoneAppState:
     contacts: dict[str, str] = field(default_factory=dict)  # jid -> full name
     chats: dict[str, dict[str, Any]] = field(default_factory=dict)  # jid -> settings
     shared_with: set[int] = field(default_factory=set)  # device ids that got the key
+    # Keys used before a rotation (id -> data): still answered when a companion asks for one.
+    retired_keys: dict[bytes, bytes] = field(default_factory=dict)
+    # (device id, key ids) of every APP_STATE_SYNC_KEY_REQUEST a companion sent (phone_peer.py)
+    key_requests: list[tuple[int, list[bytes]]] = field(default_factory=list)
 
-    def key_share(self) -> Message:
+    def rotate_key(self) -> bytes:
+        """A new current key (later patches use it); the old one is kept for requests."""
+        self.retired_keys[self.key_id] = self.key_data
+        self.key_id, self.key_data = bytes(2) + os.urandom(4), os.urandom(32)
+        return self.key_id
+
+    def key_share(self, ids: list[bytes] | None = None) -> Message:
+        """A share of the current key, or of the asked keys this phone has (maybe none)."""
+        known = {**self.retired_keys, self.key_id: self.key_data}
         message = Message()
         proto = message.protocolMessage
         proto.type = Message.ProtocolMessage.APP_STATE_SYNC_KEY_SHARE
-        key = proto.appStateSyncKeyShare.keys.add()
-        key.keyId.keyId = self.key_id
-        key.keyData.keyData = self.key_data
-        key.keyData.fingerprint.rawId = int.from_bytes(self.key_id[-4:], "big")
-        key.keyData.fingerprint.currentIndex = 0
-        key.keyData.fingerprint.deviceIndexes.append(0)
-        key.keyData.timestamp = int(time.time() * 1000)
+        for key_id in [self.key_id] if ids is None else [i for i in ids if i in known]:
+            key = proto.appStateSyncKeyShare.keys.add()
+            key.keyId.keyId = key_id
+            key.keyData.keyData = known[key_id]
+            key.keyData.fingerprint.rawId = int.from_bytes(key_id[-4:], "big")
+            key.keyData.fingerprint.currentIndex = 0
+            key.keyData.fingerprint.deviceIndexes.append(0)
+            key.keyData.timestamp = int(time.time() * 1000)
         return message
 
     def change(

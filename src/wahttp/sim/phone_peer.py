@@ -216,6 +216,11 @@ class PhonePeer:
             contact = router.network.account_by_user(sender.user)
             if contact is not None:
                 await router.network.privacy.issue_on_contact(router, self.number, contact.number)
+        if from_me and _is_key_request(message):
+            # One of our companions lacks app-state keys: answer with those we have.
+            await self._answer_key_request(router, sender, message)
+            await self._receipt(router, message_id, sender, "peer_msg")
+            return
         chat = stanza.attr("recipient") if from_me else str(sender.to_non_ad())
         if message.HasField("deviceSentMessage"):
             chat = message.deviceSentMessage.destinationJid or chat
@@ -234,6 +239,28 @@ class PhonePeer:
         )
         # A copy of our own account's message is acknowledged as "sender", not as delivered.
         await self._receipt(router, stanza.attr("id") or "", sender, "sender" if from_me else None)
+
+    async def _answer_key_request(
+        self, router: Router, sender: Jid, message: messages.Message
+    ) -> None:
+        """APP_STATE_SYNC_KEY_REQUEST from a companion: recorded, then answered with a key
+        share of the asked keys this phone has (peer message to that device only)."""
+        account = router.network.accounts.get(self.number)
+        device_id = sender.device or 0
+        if account is None or device_id not in account.devices:
+            return
+        ids = [k.keyId for k in message.protocolMessage.appStateSyncKeyRequest.keyIds]
+        account.app_state.key_requests.append((device_id, ids))
+        share = account.app_state.key_share(ids)
+        log.info(
+            "phone %s: device %d asked for %d app-state key(s), has %d",
+            self.number,
+            device_id,
+            len(ids),
+            len(share.protocolMessage.appStateSyncKeyShare.keys),
+        )
+        if share.protocolMessage.appStateSyncKeyShare.keys:
+            await self.send_to_own_device(router, device_id, share)
 
     async def _receipt(
         self, router: Router, message_id: str, sender: Jid, kind: str | None
@@ -263,6 +290,14 @@ class PhonePeer:
 
     def inbox_json(self) -> list[dict[str, Any]]:
         return [vars(i).copy() for i in self.inbox]
+
+
+def _is_key_request(message: messages.Message) -> bool:
+    proto = message.protocolMessage
+    return (
+        message.HasField("protocolMessage")
+        and proto.type == messages.Message.ProtocolMessage.APP_STATE_SYNC_KEY_REQUEST
+    )
 
 
 def _check_reporting(router: Router, message_id: str, encoded: bytes, message: Any) -> None:

@@ -255,6 +255,8 @@ class Router:
                 attrs["notify"] = push_name
             if account.number == sender[0]:
                 attrs["recipient"] = str(chat_jid.to_non_ad())
+                if node.attr("category") == "peer":  # between our own devices (key requests)
+                    attrs["category"] = "peer"
             content = [enc] + ([identity] if identity is not None else [])
             await self.deliver((account.number, device_id), Node("message", attrs, content))
         return _ack(node, chat_jid.to_non_ad(), now)

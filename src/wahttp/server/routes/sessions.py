@@ -11,13 +11,17 @@ import segno
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from wahttp.server.auth import require_admin, require_session_access
+from wahttp.server.chats import list_chats
 from wahttp.server.cluster import SessionPlacement
 from wahttp.server.deps import Services, ServicesDep, SessionRow, live_session
 from wahttp.server.errors import ApiError
 from wahttp.server.ratelimit import PairLimiterDep, SendLimiterDep
 from wahttp.server.routes.webhooks import check_webhook_target
 from wahttp.server.schemas import (
+    INT64_MAX,
+    MAX_CHATS_PAGE,
     MAX_TEXT,
+    Chat,
     Contact,
     Created,
     CreateSession,
@@ -147,6 +151,35 @@ async def session_contacts(row: SessionRow, services: ServicesDep) -> list[Conta
             )
         )
     return out
+
+
+@router.get("/{session_id}/chats", response_model=list[Chat], response_model_by_alias=True)
+async def session_chats(
+    row: SessionRow,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHATS_PAGE, description="chats per page")] = 100,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="chats to skip")] = 0,
+) -> list[Chat]:
+    """The session's chats (those with messages in its store), newest last message first, with
+    names and flags from the phone's app state and unread counts."""
+    session = await live_session(services, row.id)
+    entries = await list_chats(
+        services.db, session.client.store, row.id, limit=limit, offset=offset
+    )
+    return [
+        Chat(
+            jid=e.jid,
+            name=e.name,
+            last_message_at=e.last_message_at,
+            unread=e.unread,
+            push_name=e.push_name,
+            archived=e.archived,
+            pinned=e.pinned,
+            muted_until=e.muted_until,
+            marked_unread=e.marked_unread,
+        )
+        for e in entries
+    ]
 
 
 @router.get(

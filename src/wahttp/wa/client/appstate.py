@@ -35,7 +35,7 @@ from wahttp.wa.appstate import (
     decode_snapshot,
 )
 from wahttp.wa.binary import Node
-from wahttp.wa.client import media_conn
+from wahttp.wa.client import appstate_keys, media_conn
 from wahttp.wa.errors import WAError
 from wahttp.wa.media import MediaError
 from wahttp.wa.media.download import download_media, media_scheme
@@ -346,6 +346,8 @@ async def _apply_collection(
         client.log.warning(
             "app-state %s waits for key %s", name, base64.b64encode(exc.key_id).decode()
         )
+        # Ask the phone for every key of these patches we lack (appstate_keys.py).
+        appstate_keys.request_missing(client, [exc.key_id, *appstate_keys.missing(patches, keys)])
         return None
     except AppStateError as exc:
         client.log.warning("app-state %s v%d refused: %s", name, new_state.version + 1, exc)
@@ -403,6 +405,9 @@ def apply_mutation(record: dict[str, Any], m: Mutation) -> None:
         record["pinned"] = (value.timestamp or 1) if not remove and value.pinAction.pinned else None
     elif kind == "markChatAsRead":
         record["read"] = not remove and value.markChatAsReadAction.read
+        if record["read"]:  # when (unix ms): the read marker of the chat list (server/chats.py)
+            last = value.markChatAsReadAction.messageRange.lastMessageTimestamp
+            record["readAt"] = value.timestamp or (last * 1000 + 999 if last else None)
     elif kind == "deleteChat" and not remove:
         # The chat is gone from the phone: its settings go; the contact's name stays.
         for k in ("archived", "pinned", "mutedUntil", "read"):

@@ -25,6 +25,7 @@ from wahttp.wa.client import handlers, ib
 from wahttp.wa.client import send as send_mod
 from wahttp.wa.client import version as version_mod
 from wahttp.wa.client.abprops import ABProps
+from wahttp.wa.client.appstate_keys import KeyRequests
 from wahttp.wa.client.config import ClientConfig
 from wahttp.wa.client.connection import NodeConnection, open_connection
 from wahttp.wa.client.events import Disconnected, Event, LoggedOut
@@ -107,6 +108,8 @@ class Client:
         # App-state syncs run one at a time (wahttp.wa.client.appstate).
         self.appstate_lock = asyncio.Lock()
         self.offline_sync = ib.OfflineSync()
+        # App-state key ids asked of our phone lately (wahttp.wa.client.appstate_keys).
+        self.appstate_key_requests = KeyRequests()
 
     # -- credentials -------------------------------------------------------------------------
     @property
