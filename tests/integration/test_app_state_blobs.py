@@ -214,3 +214,33 @@ async def test_failed_blob_download_keeps_state_and_is_retried(
     assert ref.directPath and base64.b64encode(ref.mediaKey).decode() not in logged
     assert ref.mediaKey.hex() not in logged and ref.directPath.split("?")[0] not in logged
     await a.client.disconnect()
+
+
+async def test_a_failed_blob_download_is_synced_again_after_a_reconnect(
+    sim: SimHandle, admin: httpx.AsyncClient
+) -> None:
+    """The retry scheduled after a failed download dies with its connection and the server does
+    not announce the change again: the next login syncs that collection."""
+    number = await new_phone(admin)
+    friend = await new_phone(admin)
+    jid = f"{friend}@s.whatsapp.net"
+    await _name(admin, number, friend, "Before")
+    a = await _link_to(sim, admin, number)
+    await _until(lambda: _is_named(a, jid, "Before"))
+    media = sim.server.media
+    refused = media.refused
+    await admin.post("/faults/media", json={"status": 500, "count": 1})
+    await _name(admin, number, friend, "After", external=True)
+
+    async def failed() -> bool:
+        return media.refused == refused + 1
+
+    await _until(failed)
+    await a.client.disconnect()  # before the retry (2 s later) runs
+    assert (await _record(a, jid)).get("name") == "Before"
+    _runners.append(asyncio.create_task(a.client.run()))
+    await _until(lambda: _is_named(a, jid, "After"))
+    assert await _state(a, "critical_unblock_low") == _phone_state(
+        sim, number, "critical_unblock_low"
+    )
+    await a.client.disconnect()

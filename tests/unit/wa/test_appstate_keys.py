@@ -27,6 +27,19 @@ def test_missing_lists_the_patch_and_mutation_keys_we_lack() -> None:
     assert missing([patch], {b"k1", b"k2", b"k3"}) == []
 
 
+def test_missing_lists_the_snapshot_and_record_keys_we_lack() -> None:
+    """A first sync is a snapshot whose records keep the keys their patches had: one request
+    asks for all of them, not one per sync."""
+    snapshot = pb.SyncdSnapshot()
+    snapshot.keyId.id = b"k3"
+    for key in (b"k1", b"k2", b"k3"):
+        snapshot.records.add().keyId.id = key
+    patch = pb.SyncdPatch()
+    patch.keyId.id = b"k4"
+    assert missing([patch], {b"k1"}, snapshot) == [b"k3", b"k2", b"k4"]
+    assert missing([], {b"k1", b"k2", b"k3"}, snapshot) == []
+
+
 def test_the_request_is_the_protocol_message_whatsmeow_sends() -> None:
     decoded = Message.FromString(
         key_request([b"\x00\x01abcd", b"\x00\x02efgh"]).SerializeToString()

@@ -3,10 +3,12 @@ and for the next 100 once a batch is handled and the preview announced more, nev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import ib
+from wahttp.wa.client import appstate, ib
 
 if TYPE_CHECKING:
     from wahttp.wa.client.client import Client
@@ -51,3 +53,55 @@ async def test_a_backlog_of_exactly_one_batch_needs_one_ask() -> None:
     for _ in range(100):
         await ib.offline_stanza_handled(client)
     assert _asks(fake) == ["100"]
+
+
+class SyncingClient(FakeClient):
+    """Records the app-state syncs it is asked to start (the jobs themselves are not run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[str] = []
+        self.log = logging.getLogger("test")
+        self.emitted: list[object] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self.jobs.append(name)
+        coro.close()
+
+    async def emit(self, event: object) -> None:
+        self.emitted.append(event)
+
+
+def _server_sync(*names: str, offline: bool) -> Node:
+    attrs = {"type": "server_sync", "from": "s.whatsapp.net", "id": "1"}
+    if offline:
+        attrs["offline"] = "0"
+    return Node("notification", attrs, [Node("collection", {"name": n}) for n in names])
+
+
+async def test_the_backlogs_server_syncs_become_one_sync_when_it_ends() -> None:
+    """Each server_sync of the backlog would sync (and ask for missing keys) on its own: they
+    are collected and synced once at <ib><offline>; a live one syncs at once."""
+    fake = SyncingClient()
+    client = cast("Client", fake)
+    await ib.on_ib(client, Node("ib", {}, [Node("offline_preview", {"count": "2"})]))
+    await appstate.on_server_sync(client, _server_sync("regular", offline=True))
+    await appstate.on_server_sync(client, _server_sync("regular", "regular_low", offline=True))
+    assert fake.jobs == []
+    assert fake.offline_sync.appstate == {"regular", "regular_low"}
+    await ib.on_ib(client, Node("ib", {}, [Node("offline", {"count": "2"})]))
+    assert fake.jobs == ["wa-appstate"] and fake.offline_sync.appstate == set()
+    await appstate.on_server_sync(client, _server_sync("regular", offline=False))
+    assert fake.jobs == ["wa-appstate", "wa-appstate"]
+
+
+async def test_collections_deferred_on_a_dropped_stream_come_to_the_next_backlog() -> None:
+    fake = SyncingClient()
+    client = cast("Client", fake)
+    await ib.on_ib(client, Node("ib", {}, [Node("offline_preview", {"count": "1"})]))
+    await appstate.on_server_sync(client, _server_sync("regular_high", offline=True))
+    # The stream drops before <ib><offline>; the next login announces its own backlog.
+    await ib.on_ib(client, Node("ib", {}, [Node("offline_preview", {"count": "0"})]))
+    assert fake.offline_sync.appstate == {"regular_high"}
+    await ib.on_ib(client, Node("ib", {}, [Node("offline", {"count": "0"})]))
+    assert fake.jobs == ["wa-appstate"]

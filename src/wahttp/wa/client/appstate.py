@@ -125,6 +125,17 @@ async def on_key_share(client: Client, share: Message.AppStateSyncKeyShare) -> N
 async def on_server_sync(client: Client, node: Node) -> None:
     names = [c.attr("name") or "" for c in node.children("collection")]
     names = [n for n in names if n in COLLECTIONS]
+    backlog = client.offline_sync
+    if names and node.attr("offline") is not None and not backlog.completed:
+        backlog.appstate.update(names)  # synced once the backlog is through (ib.py)
+    elif names:
+        client.spawn(sync(client, names), "wa-appstate")
+
+
+def sync_deferred(client: Client) -> None:
+    """Sync the collections the offline backlog's server_sync notifications named."""
+    names = [n for n in COLLECTIONS if n in client.offline_sync.appstate]
+    client.offline_sync.appstate.clear()
     if names:
         client.spawn(sync(client, names), "wa-appstate")
 
@@ -199,6 +210,14 @@ def _retry_later(client: Client, name: str) -> None:
         await sync(client, [name])
 
     client.spawn(again(), "wa-appstate-retry")
+
+
+def resume_after_login(client: Client) -> None:
+    """Sync again the collections whose blob download failed on an earlier connection: their
+    scheduled retries died with it, and the server will not say again that they changed."""
+    names = [n for n in COLLECTIONS if n in _retries.get(client, {})]
+    if names:
+        client.spawn(sync(client, names), "wa-appstate-resume")
 
 
 def _blob_done(client: Client, name: str) -> None:
@@ -347,7 +366,9 @@ async def _apply_collection(
             "app-state %s waits for key %s", name, base64.b64encode(exc.key_id).decode()
         )
         # Ask the phone for every key of these patches we lack (appstate_keys.py).
-        appstate_keys.request_missing(client, [exc.key_id, *appstate_keys.missing(patches, keys)])
+        appstate_keys.request_missing(
+            client, [exc.key_id, *appstate_keys.missing(patches, keys, snapshot)]
+        )
         return None
     except AppStateError as exc:
         client.log.warning("app-state %s v%d refused: %s", name, new_state.version + 1, exc)

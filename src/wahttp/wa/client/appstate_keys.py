@@ -71,9 +71,17 @@ def key_request(key_ids: Iterable[bytes]) -> messages.Message:
     return message
 
 
-def missing(patches: Iterable[pb.SyncdPatch], keys: Container[bytes]) -> list[bytes]:
-    """The key ids these patches (and their mutations) use that are not in `keys`."""
+def missing(
+    patches: Iterable[pb.SyncdPatch],
+    keys: Container[bytes],
+    snapshot: pb.SyncdSnapshot | None = None,
+) -> list[bytes]:
+    """The key ids these patches (and their mutations) and the snapshot (and its records) use
+    that are not in `keys`."""
     ids: dict[bytes, None] = {}
+    if snapshot is not None:
+        ids[snapshot.keyId.id] = None
+        ids.update((r.keyId.id, None) for r in snapshot.records)
     for patch in patches:
         ids[patch.keyId.id] = None
         ids.update((m.record.keyId.id, None) for m in patch.mutations)

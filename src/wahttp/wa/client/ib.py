@@ -11,10 +11,11 @@ is handled and more was announced), each backlog stanza comes with an `offline` 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
+from wahttp.wa.client import appstate
 from wahttp.wa.client.events import OfflineSyncCompleted
 from wahttp.wa.close import CloseCode
 from wahttp.wa.jid import S_WHATSAPP_NET
@@ -51,6 +52,9 @@ class OfflineSync:
     asked: int = 0
     received: int = 0
     completed: bool = False
+    # App-state collections the backlog's server_sync notifications named: synced once, when
+    # the backlog is through (each of them alone would sync, and ask for keys, again and again).
+    appstate: set[str] = field(default_factory=set)
 
 
 async def _ask_batch(client: Client) -> None:
@@ -60,7 +64,9 @@ async def _ask_batch(client: Client) -> None:
 
 
 async def _offline_preview(client: Client, child: Node) -> None:
-    client.offline_sync = OfflineSync(expected=child.attr_int("count", 0))
+    # Collections deferred on a stream that dropped before its backlog ended come along.
+    deferred = client.offline_sync.appstate if not client.offline_sync.completed else set()
+    client.offline_sync = OfflineSync(expected=child.attr_int("count", 0), appstate=deferred)
     await _ask_batch(client)
 
 
@@ -81,6 +87,7 @@ async def _offline(client: Client, child: Node) -> None:
     count = child.attr_int("count", 0)
     client.offline_sync.completed = True
     client.log.info("offline backlog delivered: %d stanzas", count)
+    appstate.sync_deferred(client)
     await client.emit(OfflineSyncCompleted(count))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wahttp.wa.binary import Node
-from wahttp.wa.client import abprops, keepalive, prekeys, tctoken
+from wahttp.wa.client import abprops, appstate, keepalive, prekeys, tctoken
 from wahttp.wa.client.events import Connected
 from wahttp.wa.errors import IQError
 from wahttp.wa.jid import S_WHATSAPP_NET
@@ -38,6 +38,7 @@ async def _finish_login(client: Client) -> None:
     # Both jobs live as long as the connection (AB props re-fetched, expired tokens pruned).
     client.spawn(abprops.refresh(client), "wa-abprops")
     tctoken.start_pruning(client)
+    appstate.resume_after_login(client)  # blob downloads that failed before a drop
     me = client.creds.me
     client.log.info("connection open")
     await client.emit(Connected(me.id if me else ""))
