@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,21 @@ def require_node() -> None:
         pytest.skip("node is not installed")
     if not (INTEROP_DIR / "node_modules" / "baileys").is_dir():
         pytest.skip("run `npm ci` in tests/interop first")
+
+
+def node_json(script: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> Any:
+    """Run a Node oracle script of tests/interop (skipping without Node) and parse its JSON."""
+    require_node()
+    proc = subprocess.run(
+        ["node", str(script), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+        cwd=INTEROP_DIR,
+    )
+    return json.loads(proc.stdout)
 
 
 class Baileys:

@@ -57,6 +57,18 @@ async def _rotate(admin: httpx.AsyncClient, number: str, share: bool) -> str:
     return str(body["keyId"])
 
 
+async def _linked_with_key(sim: SimHandle, admin: httpx.AsyncClient) -> tuple[Linked, str]:
+    """A linked client once it holds the phone's first app-state key (base64 id)."""
+    a = await linked_client(sim, admin)
+    first_key = base64.b64encode(sim.server.network.accounts[a.number].app_state.key_id).decode()
+
+    async def has_first() -> bool:
+        return first_key in await _keys(a)
+
+    await _until(has_first)
+    return a, first_key
+
+
 async def _rename(admin: httpx.AsyncClient, number: str, friend: str, name: str) -> None:
     resp = await admin.post(f"/phones/{number}/contacts", json={"jid": friend, "name": name})
     assert resp.status_code == 200, resp.text
@@ -65,13 +77,7 @@ async def _rename(admin: httpx.AsyncClient, number: str, friend: str, name: str)
 async def test_client_asks_the_phone_for_a_rotated_unshared_key_once(
     sim: SimHandle, admin: httpx.AsyncClient
 ) -> None:
-    a = await linked_client(sim, admin)
-    first_key = base64.b64encode(sim.server.network.accounts[a.number].app_state.key_id).decode()
-
-    async def has_first() -> bool:
-        return first_key in await _keys(a)
-
-    await _until(has_first)
+    a, first_key = await _linked_with_key(sim, admin)
     friend = await new_phone(admin)
     jid = f"{friend}@s.whatsapp.net"
     new_key = await _rotate(admin, a.number, share=False)
@@ -109,13 +115,7 @@ async def test_keys_missing_while_offline_are_asked_in_one_request(
     """Two rotations and two renames while the client is away: at the reconnect both queued
     server_sync notifications meet patches under two unknown keys; one request asks for both,
     and both changes apply."""
-    a = await linked_client(sim, admin)
-    first_key = base64.b64encode(sim.server.network.accounts[a.number].app_state.key_id).decode()
-
-    async def has_first() -> bool:
-        return first_key in await _keys(a)
-
-    await _until(has_first)
+    a, first_key = await _linked_with_key(sim, admin)
     friend, other = await new_phone(admin), await new_phone(admin)
     await a.client.disconnect()
     second = await _rotate(admin, a.number, share=False)
@@ -151,14 +151,8 @@ async def test_a_key_is_asked_once_while_the_phone_does_not_answer(
 ) -> None:
     """Syncs that meet the same missing key again do not ask again (whatsmeow: once per key id
     per 24 h); a new client (a restarted service) asks afresh and gets the key."""
-    a = await linked_client(sim, admin)
+    a, _ = await _linked_with_key(sim, admin)
     app = sim.server.network.accounts[a.number].app_state
-    first_key = base64.b64encode(app.key_id).decode()
-
-    async def has_first() -> bool:
-        return first_key in await _keys(a)
-
-    await _until(has_first)
     friend = await new_phone(admin)
     new_key = await _rotate(admin, a.number, share=False)
     # The phone hears requests but shares nothing (as if it had lost the key for a while).
@@ -193,13 +187,7 @@ async def test_a_key_is_asked_once_while_the_phone_does_not_answer(
 async def test_rotated_key_shared_up_front_needs_no_request(
     sim: SimHandle, admin: httpx.AsyncClient
 ) -> None:
-    a = await linked_client(sim, admin)
-    first_key = base64.b64encode(sim.server.network.accounts[a.number].app_state.key_id).decode()
-
-    async def has_first() -> bool:
-        return first_key in await _keys(a)
-
-    await _until(has_first)
+    a, _ = await _linked_with_key(sim, admin)
     new_key = await _rotate(admin, a.number, share=True)
 
     async def has_new() -> bool:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from baileys_tools import node_json
 
 from wahttp.wa.appstate import CollectionState, NewMutation, encode_patch, encode_snapshot
 from wahttp.wa.proto import appstate_pb2 as pb
@@ -30,25 +29,8 @@ KEY_DATA = bytes(range(32))
 JID = "15550003333@s.whatsapp.net"
 
 
-def _require_node() -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    if not (INTEROP_DIR / "node_modules" / "baileys").is_dir():
-        pytest.skip("tests/interop/node_modules is missing (run npm ci in tests/interop)")
-
-
 def _oracle(*args: str, stdin: str | None = None) -> Any:
-    _require_node()
-    proc = subprocess.run(
-        ["node", str(SCRIPT), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=INTEROP_DIR,
-    )
-    return json.loads(proc.stdout)
+    return node_json(SCRIPT, *args, stdin=stdin)
 
 
 def test_deterministic_vectors_are_current() -> None:

@@ -9,12 +9,11 @@ Needs Node.js and `npm ci` in tests/interop.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from baileys_tools import node_json
 
 from wahttp.wa.media import encrypt_media
 
@@ -26,20 +25,7 @@ VECTORS_FILE = INTEROP_DIR.parent / "unit" / "wa" / "media_vectors.json"
 
 
 def _oracle(*args: str, stdin: str | None = None) -> Any:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    if not (INTEROP_DIR / "node_modules" / "baileys").is_dir():
-        pytest.skip("tests/interop/node_modules is missing (run npm ci in tests/interop)")
-    proc = subprocess.run(
-        ["node", str(SCRIPT), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=INTEROP_DIR,
-    )
-    return json.loads(proc.stdout)
+    return node_json(SCRIPT, *args, stdin=stdin)
 
 
 def test_key_vectors_are_current() -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import DecodeError
 
 from wahttp.wa.client import tctoken
+from wahttp.wa.client.messages import protocol_message
 from wahttp.wa.proto.history_pb2 import HistorySync
 
 if TYPE_CHECKING:
@@ -31,10 +32,8 @@ class HistoryError(ValueError):
 
 
 def notification_of(message: Message) -> Message.HistorySyncNotification | None:
-    if message.HasField("deviceSentMessage"):
-        message = message.deviceSentMessage.message
-    proto = message.protocolMessage
-    if message.HasField("protocolMessage") and proto.HasField("historySyncNotification"):
+    proto = protocol_message(message)
+    if proto is not None and proto.HasField("historySyncNotification"):
         return proto.historySyncNotification
     return None
 

@@ -53,6 +53,13 @@ def device_sent(destination: str, message: Message) -> Message:
     return wrapper
 
 
+def protocol_message(message: Message) -> Message.ProtocolMessage | None:
+    """The protocol message a payload carries (inside our own devices' wrapper too), if any."""
+    if message.HasField("deviceSentMessage"):
+        message = message.deviceSentMessage.message
+    return message.protocolMessage if message.HasField("protocolMessage") else None
+
+
 def parse(plaintext: bytes) -> Message:
     try:
         return Message.FromString(unpad(plaintext))

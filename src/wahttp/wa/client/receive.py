@@ -159,10 +159,8 @@ def _event(
 
 
 def _key_share(message: messages.Message) -> messages.Message.AppStateSyncKeyShare | None:
-    if message.HasField("deviceSentMessage"):
-        message = message.deviceSentMessage.message
-    proto = message.protocolMessage
-    if message.HasField("protocolMessage") and proto.HasField("appStateSyncKeyShare"):
+    proto = messages.protocol_message(message)
+    if proto is not None and proto.HasField("appStateSyncKeyShare"):
         return proto.appStateSyncKeyShare
     return None
 
